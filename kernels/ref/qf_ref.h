@@ -1,0 +1,85 @@
+/* qf_ref.h - the reference row kernels, one set per format (see qf_formats.h for the contract).
+ *
+ * These are the readable scalar definitions every faster variant is tested against. The GGUF
+ * formats' quantizers reproduce llama.cpp's reference quantizers (quantize_row_*_ref in
+ * ggml-quants.c) byte for byte; their dot products quantize the activations to the partner
+ * format (q8_0, q8_1, q8_K) and accumulate in the same order as ggml's generic code.
+ * Only kernels/formats.c, the tests and the benchmarks call these directly.
+ */
+#ifndef QF_REF_H
+#define QF_REF_H
+
+#include <stdint.h>
+
+/* kernels/ref/float.c */
+void qf_quantize_row_f32_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_f32(const void *x, float *y, int64_t k);
+void qf_vec_dot_f32_f32_ref(int64_t k, const void *w, const void *a, float *s);
+void qf_quantize_row_f16_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_f16(const void *x, float *y, int64_t k);
+void qf_vec_dot_f16_f16_ref(int64_t k, const void *w, const void *a, float *s);
+void qf_quantize_row_bf16_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_bf16(const void *x, float *y, int64_t k);
+void qf_vec_dot_bf16_bf16_ref(int64_t k, const void *w, const void *a, float *s);
+
+/* kernels/ref/legacy.c */
+void qf_quantize_row_q8_0_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_q8_0(const void *x, float *y, int64_t k);
+void qf_vec_dot_q8_0_q8_0_ref(int64_t k, const void *w, const void *a, float *s);
+void qf_quantize_row_q8_1_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_q8_1(const void *x, float *y, int64_t k);
+void qf_quantize_row_q4_0_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_q4_0(const void *x, float *y, int64_t k);
+void qf_vec_dot_q4_0_q8_0_ref(int64_t k, const void *w, const void *a, float *s);
+void qf_quantize_row_q4_1_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_q4_1(const void *x, float *y, int64_t k);
+void qf_vec_dot_q4_1_q8_1_ref(int64_t k, const void *w, const void *a, float *s);
+void qf_quantize_row_q5_0_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_q5_0(const void *x, float *y, int64_t k);
+void qf_vec_dot_q5_0_q8_0_ref(int64_t k, const void *w, const void *a, float *s);
+void qf_quantize_row_q5_1_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_q5_1(const void *x, float *y, int64_t k);
+void qf_vec_dot_q5_1_q8_1_ref(int64_t k, const void *w, const void *a, float *s);
+
+/* kernels/ref/kquants.c */
+void qf_quantize_row_q2_K_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_q2_K(const void *x, float *y, int64_t k);
+void qf_vec_dot_q2_K_q8_K_ref(int64_t k, const void *w, const void *a, float *s);
+void qf_quantize_row_q3_K_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_q3_K(const void *x, float *y, int64_t k);
+void qf_vec_dot_q3_K_q8_K_ref(int64_t k, const void *w, const void *a, float *s);
+void qf_quantize_row_q4_K_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_q4_K(const void *x, float *y, int64_t k);
+void qf_vec_dot_q4_K_q8_K_ref(int64_t k, const void *w, const void *a, float *s);
+void qf_quantize_row_q5_K_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_q5_K(const void *x, float *y, int64_t k);
+void qf_vec_dot_q5_K_q8_K_ref(int64_t k, const void *w, const void *a, float *s);
+void qf_quantize_row_q6_K_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_q6_K(const void *x, float *y, int64_t k);
+void qf_vec_dot_q6_K_q8_K_ref(int64_t k, const void *w, const void *a, float *s);
+void qf_quantize_row_q8_K_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_q8_K(const void *x, float *y, int64_t k);
+
+/* kernels/ref/iq4_nl.c */
+void qf_quantize_row_iq4_nl_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_iq4_nl(const void *x, float *y, int64_t k);
+void qf_vec_dot_iq4_nl_q8_0_ref(int64_t k, const void *w, const void *a, float *s);
+
+/* kernels/ref/intq.c */
+void qf_quantize_row_int8_pc_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_int8_pc(const void *x, float *y, int64_t k);
+void qf_vec_dot_int8_pc_q8_0_ref(int64_t k, const void *w, const void *a, float *s);
+void qf_quantize_row_int4_g32_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_int4_g32(const void *x, float *y, int64_t k);
+void qf_vec_dot_int4_g32_q8_0_ref(int64_t k, const void *w, const void *a, float *s);
+void qf_quantize_row_int4_g64_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_int4_g64(const void *x, float *y, int64_t k);
+void qf_vec_dot_int4_g64_q8_0_ref(int64_t k, const void *w, const void *a, float *s);
+void qf_quantize_row_int4_g128_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_int4_g128(const void *x, float *y, int64_t k);
+void qf_vec_dot_int4_g128_q8_0_ref(int64_t k, const void *w, const void *a, float *s);
+
+/* The iq4_nl codebook (shared with any backend that decodes iq4_nl). */
+extern const int8_t qf_kvalues_iq4nl[16];
+
+#endif

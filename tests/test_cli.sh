@@ -1,0 +1,3 @@
+#!/bin/sh
+# STUB: being written.
+exit 0
