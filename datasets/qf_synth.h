@@ -19,10 +19,10 @@ typedef enum qf_synth_dist {
 
 typedef struct qf_synth_params {
     qf_synth_dist dist;
-    double   stddev;          /* standard deviation of the body (default 0.02) */
-    int      student_nu;      /* degrees of freedom for Student-t (default 5) */
-    int      outlier_channels;/* columns scaled by outlier_scale (default 4) */
-    double   outlier_scale;   /* default 20 */
+    double   stddev;          /* standard deviation of the body (default 0.02), > 0 */
+    int      student_nu;      /* degrees of freedom for Student-t (default 5), 3..100 */
+    int      outlier_channels;/* columns scaled by outlier_scale (default 4), 0..ncols */
+    double   outlier_scale;   /* default 20, > 0 */
     uint64_t seed;
 } qf_synth_params;
 
@@ -34,7 +34,8 @@ int qf_synth_dist_from_name(const char *name, qf_synth_dist *out);
 const char *qf_synth_dist_name(qf_synth_dist dist);
 
 /* Fills w (nrows x ncols, row-major: rows are output channels, columns input channels).
- * QF_EINVAL with a message for non-positive sizes or parameters out of range. */
+ * QF_EINVAL with a message naming the parameter for non-positive sizes or parameters out of
+ * range (w is then untouched); QF_ENOMEM if the column flags cannot be allocated. */
 int qf_synth_fill(const qf_synth_params *p, float *w, int64_t nrows, int64_t ncols);
 
 #endif

@@ -4,8 +4,10 @@
  * written down): err = x - y, RMSE = sqrt(mean(err^2)), NMSE = sum(err^2) / sum(x^2),
  * SNR dB = 10 log10(sum(x^2) / sum(err^2)), max abs error, cosine = x.y / (|x| |y|).
  * Edge cases: a perfect reconstruction has SNR = +inf (reported as such, JSON writes null),
- * an all-zero original gives NMSE = 0 if y is zero too, else +inf; cosine of a zero vector is 0
- * unless both are zero (then 1).
+ * an all-zero original gives NMSE = 0 if y is zero too, else +inf (SNR = -10 log10 NMSE
+ * throughout, so -inf there); cosine of a zero vector is 0 unless both are zero (then 1), and
+ * is clamped to [-1, 1]. n = 0 counts as a perfect reconstruction (bpw 0). NaN inputs give NaN
+ * metrics (max_abs included).
  */
 #ifndef QF_METRICS_H
 #define QF_METRICS_H

@@ -1,0 +1,11 @@
+/* qf_cmd.h - the subcommands that live in cli/ (the others live with their module, e.g.
+ * qf_bench_main in agent/). Each takes the command's own argv (argv[0] is its name), prints
+ * its output and errors itself, and returns the process exit status (qf_cli_args.h: 0, 1
+ * runtime failure, 2 usage error). Only cli/main.c's command table calls these.
+ */
+#ifndef QF_CMD_H
+#define QF_CMD_H
+
+int qf_cmd_formats(int argc, char **argv);
+
+#endif
