@@ -22,7 +22,15 @@
     X(EPARSE,   "cannot parse input")                                            \
     X(EUNSUP,   "not supported on this build or host")                           \
     X(EDLOPEN,  "cannot load shared library")                                    \
-    X(EUSAGE,   "bad command line")
+    X(EUSAGE,   "bad command line")                                              \
+    X(EPROTO,   "malformed or unexpected message")                               \
+    X(ETOOBIG,  "message or input over its size limit")                          \
+    X(EDB,      "database error")                                                \
+    X(EBUSY,    "resource busy or locked")                                       \
+    X(ETIMEDOUT,"timed out")                                                     \
+    X(ENET,     "network or socket error")                                       \
+    X(ECANCELED,"cancelled")                                                     \
+    X(EEXIST,   "already exists")
 
 enum qf_err {
     QF_OK = 0,

@@ -1,0 +1,100 @@
+/* qf_job.h - what a job is and what it returns: the currency every part of the fleet shares.
+ *
+ * A suite expands into job specs (suites/), a client submits them (SUBMIT), the coordinator
+ * stores them (coordinator/store.c, as JSON text) and leases them to agents (JOB), an agent
+ * runs them (agent/jobs.c) and returns a result (RESULT), which the store keeps with its raw
+ * samples. Specs and results are plain structs of fixed-size strings and numbers, so they copy
+ * by assignment; only a result's samples array is on the heap (qf_job_result_clear frees it).
+ *
+ * Identity: qf_job_key() names what a job measures (kind, format, dataset, shape, threads,
+ * seed), independent of run and attempt, so results of two commits pair up by key (reports).
+ */
+#ifndef QF_JOB_H
+#define QF_JOB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define QF_JOB_KIND_MAX   16
+#define QF_JOB_FORMAT_MAX 24
+#define QF_JOB_DATASET_MAX 64
+#define QF_JOB_SELECTOR_MAX 256
+#define QF_JOB_KEY_MAX    192
+#define QF_JOB_ERROR_MAX  256
+#define QF_JOB_MAX_SAMPLES 100000
+
+/* Bounds every spec must respect, wherever it came from (suite file or network frame). */
+#define QF_JOB_MAX_DIM    (1 << 20)          /* rows and cols each */
+#define QF_JOB_MAX_ELEMS  ((int64_t)1 << 28)  /* rows * cols: 1 GiB of f32 */
+#define QF_JOB_MAX_REPS   10000
+#define QF_JOB_MAX_THREADS 1024
+#define QF_JOB_MAX_TIMEOUT_MS (24u * 3600u * 1000u)
+
+typedef struct qf_job_spec {
+    char     kind[QF_JOB_KIND_MAX];        /* a row of the job-kind table: quantize, dequantize,
+                                              matvec, noop */
+    char     format[QF_JOB_FORMAT_MAX];    /* a format name from the format table; "" for noop */
+    char     dataset[QF_JOB_DATASET_MAX];  /* "synth:student-t", "synth:gaussian", "synth:laplace" */
+    int64_t  rows, cols;
+    uint32_t reps, warmup, threads;
+    uint64_t seed;
+    uint32_t timeout_ms;                   /* the agent kills the job's child at this limit */
+    int32_t  priority;                     /* higher first */
+    char     selector[QF_JOB_SELECTOR_MAX];/* "isa=avx2 arch=x86_64 backend=cpu name=lab-*":
+                                              every term must match the agent; "" matches all */
+} qf_job_spec;
+
+typedef enum qf_job_status {
+    QF_JOB_OK,        /* measured */
+    QF_JOB_FAILED,    /* the job ran and reported an error (bad spec for this agent, ...) */
+    QF_JOB_TIMEOUT,   /* killed at timeout_ms */
+    QF_JOB_CRASHED,   /* the child died of a signal or exited without a result */
+} qf_job_status;
+
+typedef struct qf_job_metrics {
+    double rmse, nmse, snr_db, max_abs, cosine;   /* as qf_tensor_metrics; inf/NaN allowed */
+} qf_job_metrics;
+
+typedef struct qf_job_result {
+    qf_job_status status;
+    char     error[QF_JOB_ERROR_MAX];      /* why, when status != OK */
+    double  *samples;                      /* seconds per repetition, n_samples of them */
+    uint32_t n_samples;
+    bool     has_metrics;                  /* false for noop */
+    qf_job_metrics metrics;
+    uint64_t bytes;                        /* bytes of the quantized tensor */
+    double   bpw;
+    uint64_t throughput_bytes;             /* bytes one repetition moves (for GB/s) */
+    char     dataset_sha256[65];           /* hex SHA-256 of the input tensor's f32 bytes */
+    char     kernel[32];                   /* kernel variant that ran: "ref", "avx2", ... */
+    uint64_t seed;
+    uint64_t peak_rss_kb;                  /* of the job's child process */
+    double   wall_s;                       /* child start to result */
+} qf_job_result;
+
+/* Checks a spec from anywhere outside: known kind and format (for kinds that need one), known
+ * dataset, dimensions within the QF_JOB_MAX_* bounds and a fit for the format, reps >= 1,
+ * threads >= 1, strings terminated. QF_EINVAL with a reason in why (no stderr output). */
+int qf_job_spec_validate(const qf_job_spec *s, char *why, size_t why_len);
+
+/* The spec's identity key, e.g. "matvec/q4_K/synth:student-t/4096x4096/t1/s42". */
+void qf_job_key(const qf_job_spec *s, char key[QF_JOB_KEY_MAX]);
+
+/* Spec <-> JSON text (the store's column). to_json: caller frees with free(). from_json
+ * validates as qf_job_spec_validate and returns QF_EPARSE/QF_EINVAL with a reason. */
+char *qf_job_spec_to_json(const qf_job_spec *s);
+int   qf_job_spec_from_json(const char *json, qf_job_spec *s, char *why, size_t why_len);
+
+/* Metrics -> JSON text ({"rmse":..,"snr_db":null when infinite,...}); caller frees. */
+char *qf_job_metrics_to_json(const qf_job_metrics *m);
+/* Samples -> JSON array text; caller frees. */
+char *qf_job_samples_to_json(const double *samples, uint32_t n);
+
+const char *qf_job_status_name(qf_job_status st);          /* "ok", "failed", ... */
+int qf_job_status_from_name(const char *name, qf_job_status *out);
+
+/* Frees the samples and zeroes the result. */
+void qf_job_result_clear(qf_job_result *r);
+
+#endif

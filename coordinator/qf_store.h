@@ -1,0 +1,118 @@
+/* qf_store.h - the coordinator's SQLite store: the durable job queue and the results.
+ *
+ * One SQLite file in WAL mode holds runs, jobs, agents, attempts and results (schema in
+ * store.c and docs/protocol.md). Every state change is one transaction, so a coordinator killed
+ * at any instant restarts with every committed submit, lease and result intact. The jobs table
+ * is the queue: state is one of queued | leased | done | failed | cancelled (a CHECK constraint),
+ * with attempt, max_attempts, lease deadline and an index on (state, priority).
+ *
+ * A job's life: queued --lease--> leased --result ok--> done
+ *                                  leased --failure/lease expired/agent lost--> queued (attempt
+ *                                  < max_attempts) or failed (with the last reason)
+ *               queued/leased --cancel--> cancelled
+ * A result is accepted only for a job that is leased to that agent with that attempt; anything
+ * else (a late duplicate from a retried job, a result after cancel) is QF_EEXIST: the caller
+ * acknowledges it and drops it. So each job has at most one result, whatever arrives twice.
+ *
+ * Only the coordinator opens the store for writing; one qf_store per thread. Times are seconds
+ * (double, CLOCK_REALTIME) passed in by the caller, so tests control the clock.
+ * Errors: QF_EDB with a message naming the statement and SQLite's reason, QF_EBUSY for a locked
+ * database, QF_EIO for a full disk (SQLITE_FULL): the transaction is rolled back, nothing is
+ * half-written.
+ */
+#ifndef QF_STORE_H
+#define QF_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qf_job.h"
+
+typedef struct qf_store qf_store;
+
+typedef struct qf_run_info {
+    char     suite[64];
+    char     commit[48];
+    bool     dirty;
+    char     branch[64];
+    char     baseline[QF_JOB_FORMAT_MAX];
+    uint32_t max_attempts;          /* per job; 0 means the default, 3 */
+} qf_run_info;
+
+/* What an agent offers, for selector matching (all space-separated word lists). */
+typedef struct qf_agent_caps {
+    char name[64];
+    char arch[16];
+    char isa[256];
+    char backends[64];
+} qf_agent_caps;
+
+typedef struct qf_lease {
+    int64_t     job_id;
+    uint32_t    attempt;            /* 1 for the first lease */
+    int64_t     run_id;
+    qf_job_spec spec;
+} qf_lease;
+
+typedef struct qf_run_progress {
+    int64_t run_id;
+    int64_t total, queued, leased, done, failed, cancelled;
+} qf_run_progress;
+
+/* Opens (creating if needed) the store at path; ":memory:" works for tests.
+ * Caller owns *out (qf_store_close). */
+int  qf_store_open(const char *path, qf_store **out);
+void qf_store_close(qf_store **s);
+
+/* Inserts a run and its jobs in one transaction. Each spec must already be validated. */
+int qf_store_submit(qf_store *s, const qf_run_info *run, const qf_job_spec *jobs, size_t n,
+                    double now, int64_t *run_id);
+
+/* Registers (or finds, by name) an agent and records its fingerprint. If the agent's previous
+ * instance differs from this one, that process is gone: its leased jobs are released now
+ * (counted in *released; attempt failure "agent restarted"). */
+int qf_store_agent_hello(qf_store *s, const char *name, uint64_t instance,
+                         const char *fingerprint_json, const qf_agent_caps *caps, double now,
+                         int64_t *agent_id, int *released);
+
+/* Marks the agent lost (silent too long) or gone (said BYE); releases its leases. */
+int qf_store_agent_lost(qf_store *s, int64_t agent_id, const char *reason, double now,
+                        int *released);
+
+/* Leases the highest-priority queued job whose selector matches caps, for lease_s seconds
+ * (attempt + 1). QF_ENOENT when there is none. */
+int qf_store_lease_next(qf_store *s, int64_t agent_id, const qf_agent_caps *caps, double now,
+                        double lease_s, qf_lease *out);
+
+/* Extends a live lease (PROGRESS). QF_EEXIST if the lease is no longer this attempt's. */
+int qf_store_renew(qf_store *s, int64_t job_id, uint32_t attempt, int64_t agent_id,
+                   double deadline);
+
+/* Stores a result. status OK: the job is done and the result kept (with samples).
+ * Other statuses: the attempt is recorded as failed and the job requeued or failed.
+ * QF_EEXIST: not the live lease (duplicate, late, cancelled): acknowledge and ignore. */
+int qf_store_complete(qf_store *s, int64_t job_id, uint32_t attempt, int64_t agent_id,
+                      const qf_job_result *res, double now);
+
+/* Releases every lease whose deadline has passed; *released = how many. */
+int qf_store_expire_leases(qf_store *s, double now, int *released);
+
+/* Cancels the run's queued and leased jobs. QF_ENOENT for an unknown run. */
+int qf_store_cancel_run(qf_store *s, int64_t run_id, double now);
+
+/* Counts of the run's jobs by state. QF_ENOENT for an unknown run. */
+int qf_store_run_progress(qf_store *s, int64_t run_id, qf_run_progress *out);
+
+/* A JSON document for STATUS: agents (name, state, last_seen, fingerprint summary), queue
+ * depth, leased, done, failed, and per-run progress (run_id 0: all runs). Caller frees. */
+int qf_store_status_json(qf_store *s, int64_t run_id, double now, char **json);
+
+/* True if the selector ("isa=avx2 arch=x86_64 backend=cpu name=lab-*"; "" matches all) matches
+ * caps. Unknown keys never match. Exposed for tests and for the agent's own check. */
+bool qf_selector_match(const char *selector, const qf_agent_caps *caps);
+
+/* Checks a selector's syntax (key=value terms, known keys). QF_EINVAL with a reason. */
+int qf_selector_validate(const char *selector, char *why, size_t why_len);
+
+#endif
