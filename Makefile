@@ -10,7 +10,8 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 GGML_DIR    = $(abspath $(CACHE))/node-llama-cpp-linux-x64/bins/linux-x64
 
 DEB_PACKAGES = build-essential cmake pkg-config git python3 clang libclang-rt-14-dev \
-               libjansson-dev libcmocka-dev npm
+               libjansson-dev libcmocka-dev libmsgpack-dev libzmq3-dev libsqlite3-dev \
+               libhwloc-dev libyaml-dev libsodium-dev sqlite3 npm
 
 CMAKE_ARGS = -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQF_GGML_DIR=$(GGML_DIR)
 

@@ -1,0 +1,2 @@
+/* agent/fingerprint.c - STUB: being written. */
+typedef int qf_stub_fingerprint;

@@ -1,0 +1,2 @@
+/* agent/runner.c - STUB: being written. */
+typedef int qf_stub_runner;

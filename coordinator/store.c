@@ -1,0 +1,2 @@
+/* coordinator/store.c - STUB: being written. */
+typedef int qf_stub_store;
