@@ -97,4 +97,21 @@ int qf_job_status_from_name(const char *name, qf_job_status *out);
 /* Frees the samples and zeroes the result. */
 void qf_job_result_clear(qf_job_result *r);
 
+/* What an agent offers, for selector matching (all space-separated word lists). */
+typedef struct qf_agent_caps {
+    char name[64];
+    char arch[16];
+    char isa[256];
+    char backends[64];
+} qf_agent_caps;
+
+/* True if the selector matches caps: every term must hold. Terms: isa=X (X among caps.isa),
+ * arch=X, backend=X (X among caps.backends), name=GLOB (fnmatch on caps.name). "" matches all.
+ * Used by the coordinator's lease and the agent's own check. */
+bool qf_selector_match(const char *selector, const qf_agent_caps *caps);
+
+/* Checks a selector's syntax (space-separated key=value terms, known keys, non-empty values).
+ * QF_EINVAL with a reason in why. qf_job_spec_validate calls it. */
+int qf_selector_validate(const char *selector, char *why, size_t why_len);
+
 #endif

@@ -40,14 +40,6 @@ typedef struct qf_run_info {
     uint32_t max_attempts;          /* per job; 0 means the default, 3 */
 } qf_run_info;
 
-/* What an agent offers, for selector matching (all space-separated word lists). */
-typedef struct qf_agent_caps {
-    char name[64];
-    char arch[16];
-    char isa[256];
-    char backends[64];
-} qf_agent_caps;
-
 typedef struct qf_lease {
     int64_t     job_id;
     uint32_t    attempt;            /* 1 for the first lease */
@@ -107,12 +99,5 @@ int qf_store_run_progress(qf_store *s, int64_t run_id, qf_run_progress *out);
 /* A JSON document for STATUS: agents (name, state, last_seen, fingerprint summary), queue
  * depth, leased, done, failed, and per-run progress (run_id 0: all runs). Caller frees. */
 int qf_store_status_json(qf_store *s, int64_t run_id, double now, char **json);
-
-/* True if the selector ("isa=avx2 arch=x86_64 backend=cpu name=lab-*"; "" matches all) matches
- * caps. Unknown keys never match. Exposed for tests and for the agent's own check. */
-bool qf_selector_match(const char *selector, const qf_agent_caps *caps);
-
-/* Checks a selector's syntax (key=value terms, known keys). QF_EINVAL with a reason. */
-int qf_selector_validate(const char *selector, char *why, size_t why_len);
 
 #endif
