@@ -73,16 +73,24 @@ typedef struct qf_job_result {
     double   wall_s;                       /* child start to result */
 } qf_job_result;
 
-/* Checks a spec from anywhere outside: known kind and format (for kinds that need one), known
- * dataset, dimensions within the QF_JOB_MAX_* bounds and a fit for the format, reps >= 1,
- * threads >= 1, strings terminated. QF_EINVAL with a reason in why (no stderr output). */
+/* Checks a spec from anywhere outside: known kind and format (for kinds that need one; noop
+ * takes "" or any known format), known dataset, dimensions within the QF_JOB_MAX_* bounds and
+ * a fit for the format (cols a multiple of the weight and activation block, as
+ * qf_format_check_cols), reps >= 1, threads >= 1, seed < 2^63 (JSON and SQLite integers are
+ * signed), strings terminated and printable ASCII, selector valid. QF_EINVAL with a reason
+ * that starts with the field's name ("cols: 100 is not a multiple of 256 ...") in why; no
+ * stderr output. */
 int qf_job_spec_validate(const qf_job_spec *s, char *why, size_t why_len);
 
 /* The spec's identity key, e.g. "matvec/q4_K/synth:student-t/4096x4096/t1/s42". */
 void qf_job_key(const qf_job_spec *s, char key[QF_JOB_KEY_MAX]);
 
-/* Spec <-> JSON text (the store's column). to_json: caller frees with free(). from_json
- * validates as qf_job_spec_validate and returns QF_EPARSE/QF_EINVAL with a reason. */
+/* Spec <-> JSON text (the store's column): an object with exactly the struct's twelve keys.
+ * to_json: caller frees with free(); NULL when out of memory (or for a string that is
+ * not UTF-8, which a validated spec never has). from_json refuses bad JSON, a
+ * missing or unknown key, a wrong type, an overlong string or an integer outside its C type
+ * with QF_EPARSE (the key named in why), then validates as qf_job_spec_validate (QF_EINVAL);
+ * on failure *s is zeroed. */
 char *qf_job_spec_to_json(const qf_job_spec *s);
 int   qf_job_spec_from_json(const char *json, qf_job_spec *s, char *why, size_t why_len);
 

@@ -155,12 +155,17 @@ typedef struct qf_msg {
 const char *qf_msg_type_name(int type);
 
 /* Encodes m into a fresh buffer (*out, *out_len; caller frees *out). QF_ENOMEM, or QF_EINVAL
- * if m breaks a limit the decoder would refuse (so we never send what we would reject). */
+ * if m breaks a limit the default-limits decoder would refuse (so we never send what we would
+ * reject; a QF_EINVAL also prints one line naming the field, e.g. "wire: cannot encode RESULT:
+ * body.error: not valid UTF-8"). The frame size is not checked here: it is the receiver's
+ * limit (WELCOME.max_frame), so a sender of big frames compares *out_len with it. */
 int qf_wire_encode(const qf_msg *m, void **out, size_t *out_len);
 
-/* Decodes one frame into *m (zeroed first). On failure returns QF_EPROTO or QF_ETOOBIG, writes
- * a one-line reason naming the field ("body.spec.rows: expected an integer in [1, 1048576]")
- * into why, and leaves *m empty. Never aborts, whatever the bytes. */
+/* Decodes one frame into *m (zeroed first). On failure returns QF_EPROTO or QF_ETOOBIG (or
+ * QF_ENOMEM), writes a one-line reason naming the field ("body.spec.rows: 0 is not an integer
+ * in [1, 1048576]") into why, and leaves *m empty except m->id, which holds the envelope's id
+ * when it could be read (0 otherwise) so the ERROR reply can carry it. Never aborts and never
+ * reads past buf[len - 1], whatever the bytes. */
 int qf_wire_decode(const void *buf, size_t len, const qf_wire_limits *lim, qf_msg *m,
                    char *why, size_t why_len);
 

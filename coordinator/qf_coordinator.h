@@ -1,6 +1,6 @@
 /* qf_coordinator.h - the coordinator: one ROUTER socket, the store, the dispatch loop.
  *
- * `qfleet coordinator --bind tcp://*:7420 --db qfleet.db` and the same loop on an inproc
+ * `qfleet coordinator --bind ENDPOINT --db qfleet.db` and the same loop on an inproc
  * endpoint inside `qfleet run`. Single-threaded: it polls the socket, answers every message,
  * leases jobs to agents with free slots, and on a timer expires silent agents and stale leases.
  */
@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 typedef struct qf_coord_opts {
-    const char *bind;             /* default tcp://*:7420 */
+    const char *bind;             /* ZeroMQ endpoint; `qfleet coordinator` defaults to port 7420 */
     const char *db_path;          /* default qfleet.db */
     uint32_t    heartbeat_ms;     /* told to agents in WELCOME; default 1000 */
     size_t      max_frame;        /* default 16 MiB */
@@ -21,6 +21,7 @@ typedef struct qf_coord_opts {
     char       *bound_endpoint;   /* if non-NULL, receives the endpoint actually bound
                                      (tcp://127.0.0.1:PORT for port 0 / '*'), 256 bytes */
     volatile sig_atomic_t *ready; /* set to 1 once bound (embedded use) */
+    const char *endpoint_file;    /* if set, the bound endpoint is written there once bound */
 } qf_coord_opts;
 
 int qf_coordinator_run(const qf_coord_opts *o);
