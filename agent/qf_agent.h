@@ -8,6 +8,7 @@
 #define QF_AGENT_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct qf_agent_opts {
@@ -19,6 +20,7 @@ typedef struct qf_agent_opts {
     void       *zmq_ctx;          /* NULL: the agent makes its own (needed for inproc) */
     volatile sig_atomic_t *stop;  /* the loop returns when *stop becomes non-zero */
     int         max_jobs;         /* > 0: exit after this many results are ACKed (tests) */
+    bool        quiet;            /* no per-job lines on stderr (warnings still print) */
 } qf_agent_opts;
 
 /* Runs the agent loop until *stop. 0 on a clean stop, negative on a fatal error. */
