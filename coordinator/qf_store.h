@@ -68,7 +68,9 @@ int qf_store_agent_hello(qf_store *s, const char *name, uint64_t instance,
                          const char *fingerprint_json, const qf_agent_caps *caps, double now,
                          int64_t *agent_id, int *released);
 
-/* Marks the agent lost (silent too long) or gone (said BYE); releases its leases. */
+/* Marks the agent lost (silent too long) or gone (said BYE: reason "said goodbye", exactly);
+ * releases its leases, each attempt recorded with "agent NAME: reason". QF_ENOENT for an
+ * unknown agent_id. */
 int qf_store_agent_lost(qf_store *s, int64_t agent_id, const char *reason, double now,
                         int *released);
 
@@ -99,5 +101,16 @@ int qf_store_run_progress(qf_store *s, int64_t run_id, qf_run_progress *out);
 /* A JSON document for STATUS: agents (name, state, last_seen, fingerprint summary), queue
  * depth, leased, done, failed, and per-run progress (run_id 0: all runs). Caller frees. */
 int qf_store_status_json(qf_store *s, int64_t run_id, double now, char **json);
+
+/* The run's jobs with their results, as a JSON array (for `qfleet run`'s summary and reports):
+ * [{"job_id", "key", "state", "spec":{...}, "agent": name, "status", "error", "attempt",
+ *   "bytes", "bpw", "throughput_bytes", "samples":[s...], "metrics":{...}, "dataset_sha256",
+ *   "kernel", "peak_rss_kb", "wall_s"}] in job order; result fields absent for jobs without a
+ * result. QF_ENOENT for an unknown run. Caller frees. */
+int qf_store_run_results_json(qf_store *s, int64_t run_id, char **json);
+
+/* Jobs currently leased to the agent (a coordinator that restarted learns how busy an agent
+ * that says HELLO again already is). */
+int qf_store_agent_leases(qf_store *s, int64_t agent_id, uint32_t *n);
 
 #endif
