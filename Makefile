@@ -19,7 +19,7 @@ CMAKE_ARGS = -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQF_GGML_DIR=$(GGML_DIR)
 
 run: build
 	./$(BUILD)/qfleet formats
-	./$(BUILD)/qfleet bench --format all --op matvec --rows 1024 --cols 4096 --reps 5
+	./$(BUILD)/qfleet run suites/quick.yaml
 
 test: build ggml
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

@@ -12,9 +12,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "qf_agent.h"
 #include "qf_bench.h"
 #include "qf_cli_args.h"
 #include "qf_cmd.h"
+#include "qf_coordinator.h"
 #include "qf_err.h"
 #include "qf_version.h"
 
@@ -27,13 +29,17 @@ typedef struct command {
 static const command k_commands[] = {
     { "formats",     "list the formats: block geometry, bits per weight, kernels",
                      qf_cmd_formats },
-    { "bench",       "time quantize/dequantize/matvec of formats on a synthetic matrix",
-                     qf_bench_main },
-    { "run",         "run a suite locally: coordinator and agents in one process",  NULL },
-    { "coordinator", "serve the job queue and the results store to a fleet",         NULL },
-    { "agent",       "join a coordinator and run its jobs on this machine",          NULL },
-    { "submit",      "send a suite to a coordinator",                                NULL },
-    { "status",      "show a coordinator's queue, agents and progress",              NULL },
+    { "bench",       "time quantize/dequantize/matvec of formats, or the fleet itself",
+                     qf_cmd_bench },
+    { "run",         "run a suite locally: coordinator and agents in one process",
+                     qf_cmd_run },
+    { "coordinator", "serve the job queue and the results store to a fleet",
+                     qf_coordinator_main },
+    { "agent",       "join a coordinator and run its jobs on this machine",
+                     qf_agent_main },
+    { "submit",      "send a suite to a coordinator",                  qf_cmd_submit },
+    { "cancel",      "cancel a run's queued and running jobs",          qf_cmd_cancel },
+    { "status",      "show a coordinator's queue, agents and progress", qf_cmd_status },
     { "report",      "write the HTML, CSV and Markdown report of stored results",    NULL },
     { "compare",     "compare two commits' results, flagging significant changes",   NULL },
     { "quantize",    "quantize a GGUF or safetensors model to a format",             NULL },

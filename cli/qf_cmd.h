@@ -6,6 +6,14 @@
 #ifndef QF_CMD_H
 #define QF_CMD_H
 
+#include <stdbool.h>
+
 int qf_cmd_formats(int argc, char **argv);
+int qf_cmd_submit(int argc, char **argv);
+int qf_cmd_status(int argc, char **argv);
+int qf_cmd_cancel(int argc, char **argv);
+int qf_cmd_run(int argc, char **argv);
+int qf_cmd_bench(int argc, char **argv);
+int qf_bench_fleet_main(int argc, char **argv);
 
 #endif

@@ -1,2 +1,694 @@
-/* coordinator/coordinator.c - STUB: being written. */
-typedef int qf_stub_coordinator;
+/* coordinator.c - the coordinator: one ROUTER socket, the store, the dispatch loop.
+ *
+ * Single-threaded and event-driven: zmq_poll on the ROUTER with a short timeout; every message
+ * is decoded by the wire codec, answered, and any state change goes through the store in one
+ * transaction before the answer leaves (so an ACK means "committed"). Peers are remembered by
+ * their ZeroMQ routing id in a small table: an agent after HELLO (its id in the store, caps,
+ * slots, jobs running here, last heard), or a client. A timer tick expires silent agents
+ * (3 heartbeat intervals) and stale leases, then hands queued jobs to agents with free slots.
+ *
+ * Nothing from the network can abort the process: a frame that does not decode, or a message
+ * that makes no sense from that peer, gets ERROR and a log line naming the peer; after
+ * QF_COORD_MAX_BAD bad frames the peer is ignored. Store failures (disk full, locked database)
+ * are logged and the message is not acknowledged, so the agent sends it again later.
+ * Called by `qfleet coordinator` and, on an inproc endpoint, by `qfleet run`.
+ */
+#include "qf_coordinator.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include <getopt.h>
+
+#include "qf_cli_args.h"
+#include "qf_err.h"
+#include "qf_store.h"
+#include "qf_wire.h"
+
+#define QF_COORD_MAX_BAD  10       /* bad frames before a peer is ignored */
+#define QF_COORD_MAX_RID  256      /* ZeroMQ routing ids are at most 255 bytes */
+#define QF_COORD_MAX_PEERS 100000
+
+typedef struct peer {
+    uint8_t       rid[QF_COORD_MAX_RID];
+    size_t        rid_len;
+    int64_t       agent_id;         /* 0: not an agent (yet) */
+    qf_agent_caps caps;
+    uint32_t      slots, running;
+    double        last_seen;
+    int           bad_frames;
+    bool          ignored;          /* too many bad frames: no more answers */
+} peer;
+
+typedef struct coord {
+    const qf_coord_opts *o;
+    void          *sock;
+    qf_store      *store;
+    qf_wire_limits lim;
+    double         hb_s;            /* heartbeat interval, seconds */
+    peer          *peers;
+    size_t         n_peers, cap_peers;
+    uint64_t       next_id;         /* ids of messages we originate */
+    double         next_tick;
+    bool           dispatch_all;    /* new jobs may be queued: offer to every agent */
+} coord;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void logf_(const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "qfleet coordinator: %s\n", buf);
+}
+
+/* A printable name for a peer in log lines: the agent's name, or the routing id in hex. */
+static const char *peer_label(const peer *p, char *buf, size_t len)
+{
+    if (p->agent_id) {
+        snprintf(buf, len, "agent %s (#%" PRId64 ")", p->caps.name, p->agent_id);
+        return buf;
+    }
+    size_t o = (size_t)snprintf(buf, len, "peer ");
+    for (size_t i = 0; i < p->rid_len && o + 3 < len; i++)
+        o += (size_t)snprintf(buf + o, len - o, "%02x", p->rid[i]);
+    return buf;
+}
+
+/* --- peers -------------------------------------------------------------------------------- */
+
+static peer *peer_find(coord *c, const uint8_t *rid, size_t len)
+{
+    for (size_t i = 0; i < c->n_peers; i++)
+        if (c->peers[i].rid_len == len && memcmp(c->peers[i].rid, rid, len) == 0)
+            return &c->peers[i];
+    return NULL;
+}
+
+static peer *peer_get(coord *c, const uint8_t *rid, size_t len)
+{
+    peer *p = peer_find(c, rid, len);
+    if (p)
+        return p;
+    if (len > QF_COORD_MAX_RID || c->n_peers >= QF_COORD_MAX_PEERS)
+        return NULL;
+    if (c->n_peers == c->cap_peers) {
+        size_t cap = c->cap_peers ? c->cap_peers * 2 : 64;
+        peer *np = realloc(c->peers, cap * sizeof *np);
+        if (!np)
+            return NULL;
+        c->peers = np;
+        c->cap_peers = cap;
+    }
+    p = &c->peers[c->n_peers++];
+    memset(p, 0, sizeof *p);
+    memcpy(p->rid, rid, len);
+    p->rid_len = len;
+    return p;
+}
+
+static void peer_remove(coord *c, peer *p)
+{
+    size_t i = (size_t)(p - c->peers);
+    c->peers[i] = c->peers[--c->n_peers];
+}
+
+/* --- sending ------------------------------------------------------------------------------ */
+
+/* Sends m to p. A peer that went away (EHOSTUNREACH with ROUTER_MANDATORY) is not an error
+ * for the loop: whatever was leased to it comes back through lease expiry. */
+static int send_msg(coord *c, const peer *p, const qf_msg *m)
+{
+    void *buf = NULL;
+    size_t len = 0;
+    int err = qf_wire_encode(m, &buf, &len);
+    if (err) {
+        logf_("cannot encode %s: %s", qf_msg_type_name(m->type), qf_strerror(err));
+        return err;
+    }
+    int rc = zmq_send(c->sock, p->rid, p->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    if (rc >= 0)
+        rc = zmq_send(c->sock, buf, len, ZMQ_DONTWAIT);
+    free(buf);
+    if (rc < 0) {
+        char lb[600];
+        logf_("cannot send %s to %s: %s", qf_msg_type_name(m->type),
+              peer_label(p, lb, sizeof lb), zmq_strerror(errno));
+        return QF_ENET;
+    }
+    return 0;
+}
+
+static void send_error(coord *c, peer *p, uint64_t id, int code, const char *reason)
+{
+    qf_msg m = { .type = QF_MSG_ERROR, .id = id };
+    snprintf(m.u.error.code, sizeof m.u.error.code, "%s", qf_err_name(code));
+    snprintf(m.u.error.reason, sizeof m.u.error.reason, "%s", reason);
+    send_msg(c, p, &m);
+}
+
+static void send_jobref(coord *c, peer *p, qf_msg_type type, uint64_t id, uint64_t job_id,
+                        uint32_t attempt)
+{
+    qf_msg m = { .type = type, .id = id };
+    m.u.jobref.job_id = job_id;
+    m.u.jobref.attempt = attempt;
+    send_msg(c, p, &m);
+}
+
+/* --- dispatch ----------------------------------------------------------------------------- */
+
+static double lease_seconds(const coord *c, const qf_job_spec *s)
+{
+    return (double)s->timeout_ms / 1000.0 + 3.0 * c->hb_s;
+}
+
+/* Leases queued jobs to p while it has free slots. */
+static void dispatch_to(coord *c, peer *p)
+{
+    while (p->agent_id && !p->ignored && p->running < p->slots) {
+        qf_lease l;
+        double now = now_s();
+        /* the lease time depends on the job's timeout, known only after the lease: lease for
+         * the longest allowed, then renew to the job's own deadline right away */
+        int err = qf_store_lease_next(c->store, p->agent_id, &p->caps, now,
+                                      (double)QF_JOB_MAX_TIMEOUT_MS / 1000.0, &l);
+        if (err == QF_ENOENT)
+            return;
+        if (err) {
+            logf_("cannot lease a job: %s", qf_strerror(err));
+            return;
+        }
+        qf_store_renew(c->store, l.job_id, l.attempt, p->agent_id, now + lease_seconds(c, &l.spec));
+        qf_msg m = { .type = QF_MSG_JOB, .id = ++c->next_id };
+        m.u.job.job_id = (uint64_t)l.job_id;
+        m.u.job.attempt = l.attempt;
+        m.u.job.spec = l.spec;
+        p->running++;
+        if (send_msg(c, p, &m) != 0)
+            return;     /* the lease expires and the job is requeued */
+    }
+}
+
+static void dispatch_all(coord *c)
+{
+    for (size_t i = 0; i < c->n_peers; i++)
+        dispatch_to(c, &c->peers[i]);
+    c->dispatch_all = false;
+}
+
+/* --- message handlers --------------------------------------------------------------------- */
+
+static void on_hello(coord *c, peer *p, qf_msg *m)
+{
+    const qf_msg_hello *h = &m->u.hello;
+    qf_agent_caps caps = { 0 };
+    snprintf(caps.name, sizeof caps.name, "%s", h->name);
+    snprintf(caps.arch, sizeof caps.arch, "%s", h->arch);
+    snprintf(caps.isa, sizeof caps.isa, "%s", h->isa);
+    snprintf(caps.backends, sizeof caps.backends, "%s", h->backends);
+    /* another live peer with the same name: that connection is stale (the agent reconnected
+     * with a new routing id); forget it without releasing, the store decides by instance */
+    for (size_t i = 0; i < c->n_peers; i++) {
+        peer *q = &c->peers[i];
+        if (q != p && q->agent_id && strcmp(q->caps.name, h->name) == 0) {
+            peer_remove(c, q);
+            if (p == &c->peers[c->n_peers])   /* p was moved into q's place */
+                p = q;
+            break;
+        }
+    }
+    int64_t agent_id = 0;
+    int released = 0;
+    int err = qf_store_agent_hello(c->store, h->name, h->instance,
+                                   h->fingerprint ? h->fingerprint : "{}", &caps, now_s(),
+                                   &agent_id, &released);
+    if (err) {
+        send_error(c, p, m->id, err, "cannot register the agent now; try again");
+        return;
+    }
+    bool known = p->agent_id == agent_id;
+    p->agent_id = agent_id;
+    p->caps = caps;
+    p->slots = h->slots ? h->slots : 1;
+    if (!known)
+        p->running = 0;
+    p->last_seen = now_s();
+    char lb[600];
+    logf_("%s joined: %s, %u slot(s), isa [%s]%s", peer_label(p, lb, sizeof lb), caps.arch,
+          p->slots, caps.isa, released ? " (previous instance's leases released)" : "");
+    qf_msg w = { .type = QF_MSG_WELCOME, .id = m->id };
+    w.u.welcome.agent_id = (uint64_t)agent_id;
+    w.u.welcome.heartbeat_ms = c->o->heartbeat_ms;
+    w.u.welcome.max_frame = (uint32_t)c->lim.max_frame;
+    send_msg(c, p, &w);
+    dispatch_to(c, p);
+}
+
+static bool require_agent(coord *c, peer *p, const qf_msg *m)
+{
+    if (p->agent_id)
+        return true;
+    send_error(c, p, m->id, QF_EPROTO, "unknown agent, send HELLO");
+    return false;
+}
+
+static void job_finished_here(coord *c, peer *p)
+{
+    if (p->running > 0)
+        p->running--;
+    dispatch_to(c, p);
+}
+
+static void on_result(coord *c, peer *p, qf_msg *m)
+{
+    const qf_msg_result *r = &m->u.result;
+    int err = qf_store_complete(c->store, (int64_t)r->job_id, r->attempt, p->agent_id,
+                                &r->result, now_s());
+    if (err && err != QF_EEXIST) {
+        /* not committed: no ACK, the agent keeps the result in its spool and sends it again */
+        logf_("cannot store the result of job %" PRIu64 ": %s", r->job_id, qf_strerror(err));
+        return;
+    }
+    send_jobref(c, p, QF_MSG_ACK, m->id, r->job_id, r->attempt);
+    job_finished_here(c, p);
+}
+
+static void on_reject(coord *c, peer *p, qf_msg *m)
+{
+    qf_job_result res = { .status = QF_JOB_FAILED };
+    if (snprintf(res.error, sizeof res.error, "rejected by %s: %s", p->caps.name,
+                 m->u.jobref.reason) >= (int)sizeof res.error)
+        res.error[sizeof res.error - 2] = '~';   /* a cut reason is still a reason */
+    int err = qf_store_complete(c->store, (int64_t)m->u.jobref.job_id, m->u.jobref.attempt,
+                                p->agent_id, &res, now_s());
+    if (err && err != QF_EEXIST)
+        logf_("cannot record a rejection: %s", qf_strerror(err));
+    job_finished_here(c, p);
+}
+
+static void reply(coord *c, peer *p, uint64_t id, int err, const char *why, uint64_t run_id,
+                  char *json)
+{
+    qf_msg m = { .type = QF_MSG_REPLY, .id = id };
+    m.u.reply.ok = err == 0;
+    if (err)
+        snprintf(m.u.reply.error, sizeof m.u.reply.error, "%s: %s", qf_err_name(err),
+                 why && *why ? why : qf_strerror(err));
+    m.u.reply.run_id = run_id;
+    m.u.reply.json = json;
+    send_msg(c, p, &m);
+}
+
+static void on_submit(coord *c, peer *p, qf_msg *m)
+{
+    const qf_msg_submit *s = &m->u.submit;
+    qf_run_info run = { .dirty = s->dirty, .max_attempts = s->max_attempts };
+    snprintf(run.suite, sizeof run.suite, "%s", s->suite);
+    snprintf(run.commit, sizeof run.commit, "%s", s->commit);
+    snprintf(run.branch, sizeof run.branch, "%s", s->branch);
+    snprintf(run.baseline, sizeof run.baseline, "%s", s->baseline);
+    int64_t run_id = 0;
+    if (s->n_jobs == 0) {
+        reply(c, p, m->id, QF_EINVAL, "a run needs at least one job", 0, NULL);
+        return;
+    }
+    int err = qf_store_submit(c->store, &run, s->jobs, s->n_jobs, now_s(), &run_id);
+    reply(c, p, m->id, err, NULL, (uint64_t)run_id, NULL);
+    if (!err) {
+        logf_("run %" PRId64 " submitted: suite %s, %u jobs, commit %s%s", run_id, run.suite,
+              s->n_jobs, run.commit, run.dirty ? "-dirty" : "");
+        c->dispatch_all = true;
+    }
+}
+
+static void on_status(coord *c, peer *p, qf_msg *m)
+{
+    char *json = NULL;
+    int err = qf_store_status_json(c->store, (int64_t)m->u.runref.run_id, now_s(), &json);
+    reply(c, p, m->id, err, err == QF_ENOENT ? "no such run" : NULL, m->u.runref.run_id, json);
+    free(json);
+}
+
+static void on_cancel(coord *c, peer *p, qf_msg *m)
+{
+    int err = qf_store_cancel_run(c->store, (int64_t)m->u.runref.run_id, now_s());
+    reply(c, p, m->id, err, err == QF_ENOENT ? "no such run" : NULL, m->u.runref.run_id, NULL);
+    if (!err)
+        logf_("run %" PRIu64 " cancelled", m->u.runref.run_id);
+}
+
+static void agent_gone(coord *c, peer *p, const char *reason)
+{
+    int released = 0;
+    char lb[600];
+    logf_("%s %s", peer_label(p, lb, sizeof lb), reason);
+    if (p->agent_id)
+        qf_store_agent_lost(c->store, p->agent_id, reason, now_s(), &released);
+    if (released)
+        logf_("%d job(s) of %s requeued", released, p->caps.name);
+    peer_remove(c, p);
+    c->dispatch_all = true;
+}
+
+static void handle(coord *c, peer *p, qf_msg *m)
+{
+    p->last_seen = now_s();
+    switch (m->type) {
+    case QF_MSG_HELLO:
+        on_hello(c, p, m);
+        break;
+    case QF_MSG_HEARTBEAT:
+        if (require_agent(c, p, m)) {
+            qf_msg hb = { .type = QF_MSG_HEARTBEAT, .id = m->id };
+            send_msg(c, p, &hb);
+        }
+        break;
+    case QF_MSG_ACCEPT:
+        require_agent(c, p, m);
+        break;
+    case QF_MSG_REJECT:
+        if (require_agent(c, p, m))
+            on_reject(c, p, m);
+        break;
+    case QF_MSG_PROGRESS:
+        /* informational: the lease already covers the job's whole time limit, and hearing
+         * from the agent (last_seen above) is what keeps it alive */
+        require_agent(c, p, m);
+        break;
+    case QF_MSG_RESULT:
+        if (require_agent(c, p, m))
+            on_result(c, p, m);
+        break;
+    case QF_MSG_BYE:
+        agent_gone(c, p, "said goodbye");
+        break;
+    case QF_MSG_SUBMIT:
+        on_submit(c, p, m);
+        break;
+    case QF_MSG_STATUS:
+        on_status(c, p, m);
+        break;
+    case QF_MSG_CANCEL:
+        on_cancel(c, p, m);
+        break;
+    case QF_MSG_ERROR: {
+        char lb[600];
+        logf_("%s reports an error: %s %s", peer_label(p, lb, sizeof lb), m->u.error.code,
+              m->u.error.reason);
+        break;
+    }
+    default: {
+        char why[128];
+        snprintf(why, sizeof why, "a coordinator does not take %s", qf_msg_type_name(m->type));
+        send_error(c, p, m->id, QF_EPROTO, why);
+        break;
+    }
+    }
+}
+
+/* Receives one routed message (routing id + one frame) and handles it. */
+static void receive_one(coord *c)
+{
+    uint8_t rid[QF_COORD_MAX_RID];
+    int rlen = zmq_recv(c->sock, rid, sizeof rid, ZMQ_DONTWAIT);
+    if (rlen < 0)
+        return;
+    zmq_msg_t frame;
+    zmq_msg_init(&frame);
+    int more = 0;
+    size_t more_len = sizeof more;
+    zmq_getsockopt(c->sock, ZMQ_RCVMORE, &more, &more_len);
+    if (!more || zmq_msg_recv(&frame, c->sock, 0) < 0) {
+        zmq_msg_close(&frame);
+        return;
+    }
+    /* a peer must send exactly one frame; drain and refuse extra parts */
+    bool extra = false;
+    for (;;) {
+        zmq_getsockopt(c->sock, ZMQ_RCVMORE, &more, &more_len);
+        if (!more)
+            break;
+        zmq_msg_t junk;
+        zmq_msg_init(&junk);
+        zmq_msg_recv(&junk, c->sock, 0);
+        zmq_msg_close(&junk);
+        extra = true;
+    }
+    peer *p = peer_get(c, rid, (size_t)rlen);
+    if (!p) {
+        zmq_msg_close(&frame);
+        return;
+    }
+    if (p->ignored) {
+        zmq_msg_close(&frame);
+        return;
+    }
+    qf_msg m;
+    char why[300] = "";
+    int err = extra ? QF_EPROTO
+                    : qf_wire_decode(zmq_msg_data(&frame), zmq_msg_size(&frame), &c->lim, &m,
+                                     why, sizeof why);
+    zmq_msg_close(&frame);
+    if (extra)
+        snprintf(why, sizeof why, "a message must be one frame");
+    if (err) {
+        char lb[600];
+        p->bad_frames++;
+        logf_("bad frame from %s (%d of %d): %s", peer_label(p, lb, sizeof lb), p->bad_frames,
+              QF_COORD_MAX_BAD, why);
+        send_error(c, p, 0, err, why);
+        if (p->bad_frames >= QF_COORD_MAX_BAD) {
+            logf_("%s sent %d bad frames: ignoring it from now on", lb, p->bad_frames);
+            if (p->agent_id) {
+                int released = 0;
+                qf_store_agent_lost(c->store, p->agent_id, "dropped for bad frames", now_s(),
+                                    &released);
+                p->agent_id = 0;
+            }
+            p->ignored = true;
+        }
+        return;
+    }
+    handle(c, p, &m);
+    qf_msg_clear(&m);
+}
+
+/* The timer: lost agents, expired leases, and the jobs they free. */
+static void tick(coord *c)
+{
+    double now = now_s();
+    for (size_t i = 0; i < c->n_peers;) {
+        peer *p = &c->peers[i];
+        if (p->agent_id && now - p->last_seen > 3.0 * c->hb_s) {
+            agent_gone(c, p, "is lost (silent for 3 heartbeat intervals)");
+            continue;     /* peer_remove moved another peer into slot i */
+        }
+        i++;
+    }
+    int released = 0;
+    if (qf_store_expire_leases(c->store, now, &released) == 0 && released) {
+        logf_("%d expired lease(s) released", released);
+        c->dispatch_all = true;
+    }
+    c->next_tick = now + c->hb_s / 2.0;
+}
+
+/* Writes the bound endpoint for scripts and tests, atomically (temp file + rename), so a
+ * reader never sees half a line. */
+static int write_endpoint_file(const char *path, const char *endpoint)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return qf_errorf(QF_EINVAL, "coordinator: --endpoint-file path too long");
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return qf_errorf(QF_EIO, "coordinator: cannot write %s: %s", tmp, strerror(errno));
+    int ok = fprintf(f, "%s\n", endpoint) > 0;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return qf_errorf(QF_EIO, "coordinator: cannot write %s: %s", path, strerror(errno));
+    }
+    return 0;
+}
+
+static int open_socket(coord *c, void *ctx)
+{
+    c->sock = zmq_socket(ctx, ZMQ_ROUTER);
+    if (!c->sock)
+        return qf_errorf(QF_ENET, "coordinator: cannot create a socket: %s", zmq_strerror(errno));
+    int one = 1, zero = 0;
+    /* a frame up to twice the protocol limit is read and answered with ERROR; beyond that
+     * ZeroMQ drops the connection before buffering it (memory guard) */
+    int64_t maxmsg = (int64_t)c->lim.max_frame * 2;
+    zmq_setsockopt(c->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if (zmq_bind(c->sock, c->o->bind) != 0)
+        return qf_errorf(QF_ENET, "coordinator: cannot bind %s: %s", c->o->bind,
+                         zmq_strerror(errno));
+    char bound[256] = "";
+    size_t len = sizeof bound;
+    zmq_getsockopt(c->sock, ZMQ_LAST_ENDPOINT, bound, &len);
+    if (c->o->bound_endpoint)
+        snprintf(c->o->bound_endpoint, 256, "%s", bound);
+    if (c->o->endpoint_file)
+        return write_endpoint_file(c->o->endpoint_file, bound);
+    return 0;
+}
+
+int qf_coordinator_run(const qf_coord_opts *o)
+{
+    coord c = { .o = o, .lim = qf_wire_default_limits() };
+    if (o->max_frame)
+        c.lim.max_frame = o->max_frame;
+    c.hb_s = (double)(o->heartbeat_ms ? o->heartbeat_ms : 1000) / 1000.0;
+    void *ctx = o->zmq_ctx ? o->zmq_ctx : zmq_ctx_new();
+    if (!ctx)
+        return qf_errorf(QF_ENET, "coordinator: cannot create a ZeroMQ context");
+    int err = qf_store_open(o->db_path, &c.store);
+    if (!err)
+        err = open_socket(&c, ctx);
+    if (!err) {
+        if (o->ready)
+            *o->ready = 1;
+        logf_("listening on %s, store %s", o->bind, o->db_path);
+        c.next_tick = now_s();
+        while (!(o->stop && *o->stop)) {
+            zmq_pollitem_t item = { .socket = c.sock, .events = ZMQ_POLLIN };
+            long wait_ms = (long)((c.next_tick - now_s()) * 1000.0);
+            if (wait_ms < 0)
+                wait_ms = 0;
+            if (wait_ms > 100)
+                wait_ms = 100;   /* look at *stop often */
+            int rc = zmq_poll(&item, 1, wait_ms);
+            if (rc < 0 && errno != EINTR) {
+                err = qf_errorf(QF_ENET, "coordinator: poll failed: %s", zmq_strerror(errno));
+                break;
+            }
+            /* drain a batch before the timer, so a burst does not starve on ticks */
+            for (int n = 0; rc > 0 && n < 1024; n++) {
+                int events = 0;
+                size_t elen = sizeof events;
+                zmq_getsockopt(c.sock, ZMQ_EVENTS, &events, &elen);
+                if (!(events & ZMQ_POLLIN))
+                    break;
+                receive_one(&c);
+            }
+            if (now_s() >= c.next_tick)
+                tick(&c);
+            if (c.dispatch_all)
+                dispatch_all(&c);
+        }
+    }
+    if (c.sock)
+        zmq_close(c.sock);
+    qf_store_close(&c.store);
+    free(c.peers);
+    if (!o->zmq_ctx)
+        zmq_ctx_term(ctx);
+    return err;
+}
+
+/* --- qfleet coordinator --------------------------------------------------------------------- */
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+static void usage(FILE *out)
+{
+    fputs("usage: qfleet coordinator [--bind ENDPOINT] [--db FILE] [--heartbeat-ms N]\n"
+          "                          [--max-frame SIZE] [--endpoint-file FILE]\n"
+          "\n"
+          "Serve the job queue and the results store to a fleet of agents and clients.\n"
+          "\n"
+          "  --bind ENDPOINT       ZeroMQ endpoint to listen on (default tcp://*:7420;\n"
+          "                        tcp://127.0.0.1:* picks a free port)\n"
+          "  --db FILE             SQLite store, created if absent (default qfleet.db)\n"
+          "  --heartbeat-ms N      agents heartbeat this often; silent for 3 intervals = lost\n"
+          "                        (default 1000)\n"
+          "  --max-frame SIZE      largest message accepted (default 16M)\n"
+          "  --endpoint-file FILE  write the bound endpoint there once listening (for scripts)\n"
+          "  -h, --help            this help\n", out);
+}
+
+int qf_coordinator_main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "bind", required_argument, NULL, 'b' },
+        { "db", required_argument, NULL, 'd' },
+        { "heartbeat-ms", required_argument, NULL, 'H' },
+        { "max-frame", required_argument, NULL, 'm' },
+        { "endpoint-file", required_argument, NULL, 'e' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    qf_coord_opts o = { .bind = "tcp://*:7420", .db_path = "qfleet.db", .heartbeat_ms = 1000,
+                        .max_frame = QF_WIRE_DEFAULT_MAX_FRAME, .stop = &g_stop };
+    const char *endpoint_file = NULL;
+    int ch;
+    opterr = 0;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        int64_t v;
+        uint64_t sz;
+        switch (ch) {
+        case 'b': o.bind = optarg; break;
+        case 'd': o.db_path = optarg; break;
+        case 'e': endpoint_file = optarg; break;
+        case 'H':
+            if (qf_cli_parse_int("coordinator", "--heartbeat-ms", optarg, 10, 600000, &v))
+                return QF_EXIT_USAGE;
+            o.heartbeat_ms = (uint32_t)v;
+            break;
+        case 'm':
+            if (qf_cli_parse_size("coordinator", "--max-frame", optarg, 4096, 1u << 30, &sz))
+                return QF_EXIT_USAGE;
+            o.max_frame = (size_t)sz;
+            break;
+        case 'h':
+            usage(stdout);
+            return QF_EXIT_OK;
+        default:
+            qf_cli_reject_option("coordinator", ch, argc, argv);
+            return QF_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        qf_errorf(QF_EUSAGE, "coordinator: unexpected argument '%s' (see qfleet coordinator "
+                  "--help)", argv[optind]);
+        return QF_EXIT_USAGE;
+    }
+    struct sigaction sa = { .sa_handler = on_signal };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    o.endpoint_file = endpoint_file;
+    int err = qf_coordinator_run(&o);
+    return err ? QF_EXIT_FAILURE : QF_EXIT_OK;
+}

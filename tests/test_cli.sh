@@ -135,7 +135,8 @@ sys.exit(0 if ($3) else 1)" "$2" 2>"$tmp/err"
 expect_ok "--help" --help
 stdout_has "--help lists formats" '^  formats '
 stdout_has "--help lists bench" '^  bench '
-stdout_has "--help lists planned commands" '^  coordinator '
+stdout_has "--help lists the fleet commands" '^  coordinator '
+stdout_has "--help lists planned commands" '^  report '
 expect_ok "-h" -h
 expect_ok "help" help
 expect_ok "help bench" help bench
@@ -149,7 +150,7 @@ expect_usage "unknown subcommand" frobnicate
 check "unknown subcommand points to --help" "stderr lacks 'qfleet --help'" \
     grep -q "qfleet --help" "$tmp/err"
 expect_usage "unknown top-level option" --frobnicate
-for cmd in run coordinator agent submit status report compare quantize dataset; do
+for cmd in report compare quantize dataset; do
     expect_usage "planned command $cmd" "$cmd"
     if grep -q "'$cmd' is not available in this build yet" "$tmp/err"; then
         ok "planned command $cmd says so"
@@ -157,6 +158,41 @@ for cmd in run coordinator agent submit status report compare quantize dataset; 
         bad "planned command $cmd says so" "no 'not available' line"
     fi
 done
+# ---- the fleet commands: help, and bad input refused before anything starts ---------------
+
+for cmd in run coordinator agent submit status cancel; do
+    expect_ok "$cmd --help" "$cmd" --help
+    stdout_has "$cmd --help prints its usage" "^usage: qfleet $cmd"
+done
+expect_usage "run without a suite" run
+expect_usage "run with a missing suite" run "$tmp/no-such-suite.yaml"
+check "a missing suite is named" "stderr lacks the path" grep -q "no-such-suite.yaml" "$tmp/err"
+printf 'name: bad\nformats: [q4_K]\nops: [matvec]\nshapes: [[4, 100]]\ndatasets: [synth:gaussian]\n' \
+    >"$tmp/bad.yaml"
+expect_usage "run with a suite whose shape does not fit" run "$tmp/bad.yaml"
+check "the suite error names file, line and column" "stderr: $(cat "$tmp/err")" \
+    grep -q "bad.yaml:[0-9][0-9]*:[0-9][0-9]*:" "$tmp/err"
+printf 'name: [unclosed\n' >"$tmp/syntax.yaml"
+expect_usage "run with a YAML syntax error" run "$tmp/syntax.yaml"
+expect_usage "run --slots 0" run "$tmp/bad.yaml" --slots 0
+expect_usage "submit without --to" submit "$tmp/bad.yaml"
+expect_usage "status without --to" status
+expect_usage "status --run abc" status --to tcp://127.0.0.1:1 --run abc
+expect_usage "cancel without --run" cancel --to tcp://127.0.0.1:1
+expect_usage "coordinator --heartbeat-ms abc" coordinator --heartbeat-ms abc
+expect_usage "coordinator --max-frame 1" coordinator --max-frame 1
+expect_usage "coordinator with an extra argument" coordinator extra
+expect_usage "agent without --connect" agent
+expect_usage "agent with a bad endpoint" agent --connect nonsense
+expect_usage "agent --slots 0" agent --connect tcp://127.0.0.1:1 --slots 0
+expect_usage "bench --op fleet --agents 0" bench --op fleet --agents 0
+qf coordinator --bind bogus://nowhere --db "$tmp/c.db"
+check "coordinator with an unusable endpoint fails cleanly" "exit status $rc, expected 1" \
+    [ "$rc" -eq 1 ]
+qf status --to tcp://127.0.0.1:1
+check "status with nobody listening times out cleanly" "exit status $rc, expected 1" \
+    [ "$rc" -eq 1 ]
+
 if [ -w /dev/full ]; then
     "$QF" formats >/dev/full 2>"$tmp/err"
     rc=$?

@@ -1,0 +1,48 @@
+/* qf_client.h - the client side of the protocol: SUBMIT, STATUS, CANCEL over a DEALER.
+ *
+ * Used by `qfleet submit`, `qfleet status`, `qfleet cancel` and by `qfleet run`, which talks to
+ * its embedded coordinator through exactly these calls (inproc), so the local default and the
+ * distributed fleet share one code path. A call sends one request and waits (bounded) for the
+ * REPLY or ERROR carrying the request's id; anything else that arrives is skipped.
+ */
+#ifndef QF_CLIENT_H
+#define QF_CLIENT_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "qf_store.h"
+#include "qf_suite.h"
+#include "qf_wire.h"
+
+typedef struct qf_client {
+    void    *ctx;
+    void    *sock;
+    bool     own_ctx;
+    uint64_t next_id;
+    const char *endpoint;
+} qf_client;
+
+/* Connects to endpoint (tcp:// or inproc://; ctx NULL: own context). */
+int  qf_client_open(qf_client *c, const char *endpoint, void *ctx);
+void qf_client_close(qf_client *c);
+
+/* Sends req (its id is assigned) and waits up to timeout_ms for the answer, decoded into
+ * *rep (caller clears it). QF_ETIMEDOUT when nothing came; QF_EPROTO for an ERROR answer
+ * (message printed). */
+int qf_client_call(qf_client *c, qf_msg *req, qf_msg *rep, int timeout_ms);
+
+/* SUBMIT of a whole suite. commit NULL: this build's commit and dirty flag. */
+int qf_client_submit(qf_client *c, const qf_suite *suite, const char *commit, bool dirty,
+                     const char *branch, int64_t *run_id);
+
+/* STATUS of one run, parsed into counts. */
+int qf_client_progress(qf_client *c, int64_t run_id, qf_run_progress *out);
+
+/* Polls the run's progress until no job is queued or leased (or *stop), drawing a progress bar
+ * on stderr when it is a terminal. timeout_s 0 = no limit. Final counts in *out. */
+int qf_client_wait(qf_client *c, int64_t run_id, double timeout_s,
+                   volatile const sig_atomic_t *stop, qf_run_progress *out);
+
+#endif
