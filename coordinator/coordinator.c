@@ -244,12 +244,14 @@ static void on_hello(coord *c, peer *p, qf_msg *m)
         send_error(c, p, m->id, err, "cannot register the agent now; try again");
         return;
     }
-    bool known = p->agent_id == agent_id;
     p->agent_id = agent_id;
     p->caps = caps;
     p->slots = h->slots ? h->slots : 1;
-    if (!known)
-        p->running = 0;
+    /* an agent saying HELLO again (after our restart, or after a silence) may still be running
+     * jobs leased to it before: the store knows how many, so we do not over-fill its slots */
+    uint32_t leased = 0;
+    qf_store_agent_leases(c->store, agent_id, &leased);
+    p->running = leased;
     p->last_seen = now_s();
     char lb[600];
     logf_("%s joined: %s, %u slot(s), isa [%s]%s", peer_label(p, lb, sizeof lb), caps.arch,
