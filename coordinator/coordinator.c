@@ -36,6 +36,7 @@
 #define QF_COORD_MAX_BAD  10       /* bad frames before a peer is ignored */
 #define QF_COORD_MAX_RID  256      /* ZeroMQ routing ids are at most 255 bytes */
 #define QF_COORD_MAX_PEERS 100000
+#define BATCH_MAX 1024            /* messages per group commit */
 
 typedef struct peer {
     uint8_t       rid[QF_COORD_MAX_RID];
@@ -46,7 +47,18 @@ typedef struct peer {
     double        last_seen;
     int           bad_frames;
     bool          ignored;          /* too many bad frames: no more answers */
+    uint64_t      idle_epoch;       /* queue_epoch at which the store had nothing for it */
 } peer;
+
+/* A message encoded and waiting for its batch to commit (group commit: an ACK or a JOB must
+ * not leave before the transaction it reports is durable). */
+typedef struct out_frame {
+    uint8_t rid[QF_COORD_MAX_RID];
+    size_t  rid_len;
+    void   *buf;
+    size_t  len;
+    qf_msg_type type;
+} out_frame;
 
 typedef struct coord {
     const qf_coord_opts *o;
@@ -59,6 +71,10 @@ typedef struct coord {
     uint64_t       next_id;         /* ids of messages we originate */
     double         next_tick;
     bool           dispatch_all;    /* new jobs may be queued: offer to every agent */
+    uint64_t       queue_epoch;     /* bumped whenever jobs may have become leasable */
+    bool           batching;        /* inside a store batch: hold sends until it commits */
+    out_frame     *out;             /* held sends, in order */
+    size_t         n_out, cap_out;
 } coord;
 
 static double now_s(void)
@@ -132,8 +148,23 @@ static void peer_remove(coord *c, peer *p)
 
 /* --- sending ------------------------------------------------------------------------------ */
 
-/* Sends m to p. A peer that went away (EHOSTUNREACH with ROUTER_MANDATORY) is not an error
- * for the loop: whatever was leased to it comes back through lease expiry. */
+/* Puts one encoded frame on the wire. A peer that went away (EHOSTUNREACH with
+ * ROUTER_MANDATORY) is not an error for the loop: what was leased to it comes back through
+ * lease expiry. */
+static int send_frame(coord *c, const uint8_t *rid, size_t rid_len, const void *buf, size_t len,
+                      qf_msg_type type)
+{
+    int rc = zmq_send(c->sock, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    if (rc >= 0)
+        rc = zmq_send(c->sock, buf, len, ZMQ_DONTWAIT);
+    if (rc < 0) {
+        logf_("cannot send %s to a peer: %s", qf_msg_type_name(type), zmq_strerror(errno));
+        return QF_ENET;
+    }
+    return 0;
+}
+
+/* Sends m to p now, or, inside a batch, once the batch has committed. */
 static int send_msg(coord *c, const peer *p, const qf_msg *m)
 {
     void *buf = NULL;
@@ -143,17 +174,41 @@ static int send_msg(coord *c, const peer *p, const qf_msg *m)
         logf_("cannot encode %s: %s", qf_msg_type_name(m->type), qf_strerror(err));
         return err;
     }
-    int rc = zmq_send(c->sock, p->rid, p->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    if (rc >= 0)
-        rc = zmq_send(c->sock, buf, len, ZMQ_DONTWAIT);
-    free(buf);
-    if (rc < 0) {
-        char lb[600];
-        logf_("cannot send %s to %s: %s", qf_msg_type_name(m->type),
-              peer_label(p, lb, sizeof lb), zmq_strerror(errno));
-        return QF_ENET;
+    if (c->batching) {
+        if (c->n_out == c->cap_out) {
+            size_t cap = c->cap_out ? c->cap_out * 2 : 256;
+            out_frame *o = realloc(c->out, cap * sizeof *o);
+            if (!o) {
+                free(buf);
+                return QF_ENOMEM;
+            }
+            c->out = o;
+            c->cap_out = cap;
+        }
+        out_frame *o = &c->out[c->n_out++];
+        memcpy(o->rid, p->rid, p->rid_len);
+        o->rid_len = p->rid_len;
+        o->buf = buf;
+        o->len = len;
+        o->type = m->type;
+        return 0;
     }
-    return 0;
+    err = send_frame(c, p->rid, p->rid_len, buf, len, m->type);
+    free(buf);
+    return err;
+}
+
+/* After a batch: sends what it held if it committed, else drops it (the agents send their
+ * RESULTs again, clients time out: nothing was acknowledged that is not durable). */
+static void flush_out(coord *c, bool committed)
+{
+    for (size_t i = 0; i < c->n_out; i++) {
+        out_frame *o = &c->out[i];
+        if (committed)
+            send_frame(c, o->rid, o->rid_len, o->buf, o->len, o->type);
+        free(o->buf);
+    }
+    c->n_out = 0;
 }
 
 static void send_error(coord *c, peer *p, uint64_t id, int code, const char *reason)
@@ -175,28 +230,23 @@ static void send_jobref(coord *c, peer *p, qf_msg_type type, uint64_t id, uint64
 
 /* --- dispatch ----------------------------------------------------------------------------- */
 
-static double lease_seconds(const coord *c, const qf_job_spec *s)
-{
-    return (double)s->timeout_ms / 1000.0 + 3.0 * c->hb_s;
-}
-
-/* Leases queued jobs to p while it has free slots. */
+/* Leases queued jobs to p while it has free slots. The lease runs to the job's own time limit
+ * plus 3 heartbeat intervals, the time it takes to notice a silent agent. */
 static void dispatch_to(coord *c, peer *p)
 {
-    while (p->agent_id && !p->ignored && p->running < p->slots) {
+    while (p->agent_id && !p->ignored && p->running < p->slots &&
+           p->idle_epoch != c->queue_epoch) {
         qf_lease l;
-        double now = now_s();
-        /* the lease time depends on the job's timeout, known only after the lease: lease for
-         * the longest allowed, then renew to the job's own deadline right away */
-        int err = qf_store_lease_next(c->store, p->agent_id, &p->caps, now,
-                                      (double)QF_JOB_MAX_TIMEOUT_MS / 1000.0, &l);
-        if (err == QF_ENOENT)
+        int err = qf_store_lease_next(c->store, p->agent_id, &p->caps, now_s(), 3.0 * c->hb_s,
+                                      &l);
+        if (err == QF_ENOENT) {
+            p->idle_epoch = c->queue_epoch;   /* nothing for it until the queue changes */
             return;
+        }
         if (err) {
             logf_("cannot lease a job: %s", qf_strerror(err));
             return;
         }
-        qf_store_renew(c->store, l.job_id, l.attempt, p->agent_id, now + lease_seconds(c, &l.spec));
         qf_msg m = { .type = QF_MSG_JOB, .id = ++c->next_id };
         m.u.job.job_id = (uint64_t)l.job_id;
         m.u.job.attempt = l.attempt;
@@ -204,6 +254,41 @@ static void dispatch_to(coord *c, peer *p)
         p->running++;
         if (send_msg(c, p, &m) != 0)
             return;     /* the lease expires and the job is requeued */
+    }
+}
+
+/* Jobs may have become leasable (submitted, requeued, released): every agent looks again. */
+static void queue_changed(coord *c)
+{
+    c->queue_epoch++;
+    c->dispatch_all = true;
+}
+
+/* Group commit: one store transaction per burst of messages instead of one per message.
+ * If the batch cannot start (locked database) each operation commits on its own as before. */
+static void batch_begin(coord *c)
+{
+    c->batching = qf_store_batch_begin(c->store) == 0;
+}
+
+static void batch_end(coord *c)
+{
+    if (!c->batching)
+        return;
+    c->batching = false;
+    int err = qf_store_batch_commit(c->store);
+    flush_out(c, err == 0);
+    if (err) {
+        /* nothing of the burst happened: leases we counted were rolled back */
+        logf_("a batch of changes could not be committed (%s): answers withheld, agents will "
+              "repeat", qf_strerror(err));
+        for (size_t i = 0; i < c->n_peers; i++) {
+            uint32_t n = 0;
+            if (c->peers[i].agent_id &&
+                qf_store_agent_leases(c->store, c->peers[i].agent_id, &n) == 0)
+                c->peers[i].running = n;
+        }
+        queue_changed(c);
     }
 }
 
@@ -254,8 +339,11 @@ static void on_hello(coord *c, peer *p, qf_msg *m)
     p->running = leased;
     p->last_seen = now_s();
     char lb[600];
-    logf_("%s joined: %s, %u slot(s), isa [%s]%s", peer_label(p, lb, sizeof lb), caps.arch,
-          p->slots, caps.isa, released ? " (previous instance's leases released)" : "");
+    if (!c->o->quiet || released)
+        logf_("%s joined: %s, %u slot(s), isa [%s]%s", peer_label(p, lb, sizeof lb), caps.arch,
+              p->slots, caps.isa, released ? " (previous instance's leases released)" : "");
+    if (released)
+        queue_changed(c);
     qf_msg w = { .type = QF_MSG_WELCOME, .id = m->id };
     w.u.welcome.agent_id = (uint64_t)agent_id;
     w.u.welcome.heartbeat_ms = c->o->heartbeat_ms;
@@ -290,6 +378,8 @@ static void on_result(coord *c, peer *p, qf_msg *m)
         return;
     }
     send_jobref(c, p, QF_MSG_ACK, m->id, r->job_id, r->attempt);
+    if (err == 0 && r->result.status != QF_JOB_OK)
+        queue_changed(c);       /* a failed attempt may have been requeued */
     job_finished_here(c, p);
 }
 
@@ -303,6 +393,8 @@ static void on_reject(coord *c, peer *p, qf_msg *m)
                                 p->agent_id, &res, now_s());
     if (err && err != QF_EEXIST)
         logf_("cannot record a rejection: %s", qf_strerror(err));
+    if (!err)
+        queue_changed(c);
     job_finished_here(c, p);
 }
 
@@ -335,9 +427,10 @@ static void on_submit(coord *c, peer *p, qf_msg *m)
     int err = qf_store_submit(c->store, &run, s->jobs, s->n_jobs, now_s(), &run_id);
     reply(c, p, m->id, err, NULL, (uint64_t)run_id, NULL);
     if (!err) {
-        logf_("run %" PRId64 " submitted: suite %s, %u jobs, commit %s%s", run_id, run.suite,
-              s->n_jobs, run.commit, run.dirty ? "-dirty" : "");
-        c->dispatch_all = true;
+        if (!c->o->quiet)
+            logf_("run %" PRId64 " submitted: suite %s, %u jobs, commit %s%s", run_id,
+                  run.suite, s->n_jobs, run.commit, run.dirty ? "-dirty" : "");
+        queue_changed(c);
     }
 }
 
@@ -364,10 +457,11 @@ static void agent_gone(coord *c, peer *p, const char *reason)
     logf_("%s %s", peer_label(p, lb, sizeof lb), reason);
     if (p->agent_id)
         qf_store_agent_lost(c->store, p->agent_id, reason, now_s(), &released);
-    if (released)
+    if (released) {
         logf_("%d job(s) of %s requeued", released, p->caps.name);
+        queue_changed(c);
+    }
     peer_remove(c, p);
-    c->dispatch_all = true;
 }
 
 static void handle(coord *c, peer *p, qf_msg *m)
@@ -426,13 +520,14 @@ static void handle(coord *c, peer *p, qf_msg *m)
     }
 }
 
-/* Receives one routed message (routing id + one frame) and handles it. */
-static void receive_one(coord *c)
+/* Receives one routed message (routing id + one frame) and handles it; false when nothing
+ * was waiting. */
+static bool receive_one(coord *c)
 {
     uint8_t rid[QF_COORD_MAX_RID];
     int rlen = zmq_recv(c->sock, rid, sizeof rid, ZMQ_DONTWAIT);
     if (rlen < 0)
-        return;
+        return false;
     zmq_msg_t frame;
     zmq_msg_init(&frame);
     int more = 0;
@@ -440,7 +535,7 @@ static void receive_one(coord *c)
     zmq_getsockopt(c->sock, ZMQ_RCVMORE, &more, &more_len);
     if (!more || zmq_msg_recv(&frame, c->sock, 0) < 0) {
         zmq_msg_close(&frame);
-        return;
+        return true;
     }
     /* a peer must send exactly one frame; drain and refuse extra parts */
     bool extra = false;
@@ -457,11 +552,11 @@ static void receive_one(coord *c)
     peer *p = peer_get(c, rid, (size_t)rlen);
     if (!p) {
         zmq_msg_close(&frame);
-        return;
+        return true;
     }
     if (p->ignored) {
         zmq_msg_close(&frame);
-        return;
+        return true;
     }
     qf_msg m;
     char why[300] = "";
@@ -487,10 +582,11 @@ static void receive_one(coord *c)
             }
             p->ignored = true;
         }
-        return;
+        return true;
     }
     handle(c, p, &m);
     qf_msg_clear(&m);
+    return true;
 }
 
 /* The timer: lost agents, expired leases, and the jobs they free. */
@@ -508,7 +604,7 @@ static void tick(coord *c)
     int released = 0;
     if (qf_store_expire_leases(c->store, now, &released) == 0 && released) {
         logf_("%d expired lease(s) released", released);
-        c->dispatch_all = true;
+        queue_changed(c);
     }
     c->next_tick = now + c->hb_s / 2.0;
 }
@@ -572,7 +668,8 @@ int qf_coordinator_run(const qf_coord_opts *o)
     if (!err) {
         if (o->ready)
             *o->ready = 1;
-        logf_("listening on %s, store %s", o->bind, o->db_path);
+        if (!o->quiet)
+            logf_("listening on %s, store %s", o->bind, o->db_path);
         c.next_tick = now_s();
         while (!(o->stop && *o->stop)) {
             zmq_pollitem_t item = { .socket = c.sock, .events = ZMQ_POLLIN };
@@ -586,24 +683,26 @@ int qf_coordinator_run(const qf_coord_opts *o)
                 err = qf_errorf(QF_ENET, "coordinator: poll failed: %s", zmq_strerror(errno));
                 break;
             }
-            /* drain a batch before the timer, so a burst does not starve on ticks */
-            for (int n = 0; rc > 0 && n < 1024; n++) {
-                int events = 0;
-                size_t elen = sizeof events;
-                zmq_getsockopt(c.sock, ZMQ_EVENTS, &events, &elen);
-                if (!(events & ZMQ_POLLIN))
+            bool work = rc > 0 || now_s() >= c.next_tick || c.dispatch_all;
+            if (work)
+                batch_begin(&c);
+            /* drain a burst before the timer, so a flood does not starve the ticks */
+            for (int n = 0; rc > 0 && n < BATCH_MAX; n++)
+                if (!receive_one(&c))
                     break;
-                receive_one(&c);
-            }
             if (now_s() >= c.next_tick)
                 tick(&c);
             if (c.dispatch_all)
                 dispatch_all(&c);
+            if (work)
+                batch_end(&c);
         }
     }
     if (c.sock)
         zmq_close(c.sock);
     qf_store_close(&c.store);
+    flush_out(&c, false);
+    free(c.out);
     free(c.peers);
     if (!o->zmq_ctx)
         zmq_ctx_term(ctx);

@@ -8,6 +8,7 @@
 #define QF_COORDINATOR_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,7 @@ typedef struct qf_coord_opts {
                                      (tcp://127.0.0.1:PORT for port 0 / '*'), 256 bytes */
     volatile sig_atomic_t *ready; /* set to 1 once bound (embedded use) */
     const char *endpoint_file;    /* if set, the bound endpoint is written there once bound */
+    bool        quiet;            /* no per-agent / per-run info lines (warnings still print) */
 } qf_coord_opts;
 
 int qf_coordinator_run(const qf_coord_opts *o);

@@ -74,8 +74,9 @@ int qf_store_agent_hello(qf_store *s, const char *name, uint64_t instance,
 int qf_store_agent_lost(qf_store *s, int64_t agent_id, const char *reason, double now,
                         int *released);
 
-/* Leases the highest-priority queued job whose selector matches caps, for lease_s seconds
- * (attempt + 1). QF_ENOENT when there is none. */
+/* Leases the highest-priority queued job whose selector matches caps (attempt + 1) until
+ * now + the job's own timeout_ms + lease_s (the margin for a silent agent to be noticed).
+ * QF_ENOENT when there is none. */
 int qf_store_lease_next(qf_store *s, int64_t agent_id, const qf_agent_caps *caps, double now,
                         double lease_s, qf_lease *out);
 
@@ -101,6 +102,13 @@ int qf_store_run_progress(qf_store *s, int64_t run_id, qf_run_progress *out);
 /* A JSON document for STATUS: agents (name, state, last_seen, fingerprint summary), queue
  * depth, leased, done, failed, and per-run progress (run_id 0: all runs). Caller frees. */
 int qf_store_status_json(qf_store *s, int64_t run_id, double now, char **json);
+
+/* Group commit: between batch_begin and batch_commit every operation above is a savepoint of
+ * one transaction (still all-or-nothing each), and nothing is durable until batch_commit
+ * returns 0; the caller holds back acknowledgements until then. A failed commit rolls the whole
+ * batch back (QF_EIO / QF_EDB / QF_EBUSY): the caller must forget what it learned inside it. */
+int qf_store_batch_begin(qf_store *s);
+int qf_store_batch_commit(qf_store *s);
 
 /* The run's jobs with their results, as a JSON array (for `qfleet run`'s summary and reports):
  * [{"job_id", "key", "state", "spec":{...}, "agent": name, "status", "error", "attempt",

@@ -149,7 +149,7 @@ static const char *const k_migrations[STORE_SCHEMA_VERSION] = {
  * earlier rows" never survives; foreign keys are DEFERRABLE INITIALLY DEFERRED (checked at
  * COMMIT) for the same reason. */
 enum stmt_id {
-    S_BEGIN, S_BEGIN_READ, S_COMMIT, S_ROLLBACK,
+    S_BEGIN, S_BEGIN_READ, S_COMMIT, S_ROLLBACK, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO,
     S_RUN_INSERT, S_RUN_STATE, S_RUN_FINISH, S_RUN_FINISH_ALL, S_RUN_CANCEL, S_RUN_LIST,
     S_JOB_INSERT, S_QUEUE_HEAD, S_QUEUE_FIRST_SELECTOR, S_QUEUE_NEXT_SELECTOR, S_QUEUE_BEST_OF,
     S_JOB_GET, S_JOB_LEASE, S_JOB_SPOILED, S_JOB_RENEW, S_JOB_DONE, S_JOB_RETRY,
@@ -175,6 +175,10 @@ static const struct { const char *name, *sql; } k_sql[S_COUNT] = {
     [S_BEGIN_READ] = { "begin read", "BEGIN" },         /* a snapshot for multi-read answers */
     [S_COMMIT]     = { "commit", "COMMIT" },
     [S_ROLLBACK]   = { "rollback", "ROLLBACK" },
+    /* inside a batch (qf_store_batch_begin) each operation is a savepoint of the batch */
+    [S_SAVEPOINT]  = { "savepoint", "SAVEPOINT op" },
+    [S_RELEASE]    = { "release savepoint", "RELEASE op" },
+    [S_ROLLBACK_TO] = { "rollback to savepoint", "ROLLBACK TO op" },
 
     [S_RUN_INSERT] = { "insert run",
         "INSERT INTO runs(suite, commit_sha, dirty, branch, baseline, max_attempts, "
@@ -296,6 +300,7 @@ struct qf_store {
     sqlite3      *db;
     char         *path;              /* for messages */
     sqlite3_stmt *st[S_COUNT];
+    bool          batch;             /* inside qf_store_batch_begin .. _commit */
 };
 
 /* ---- errors, statements, transactions -------------------------------------------------- */
@@ -391,14 +396,35 @@ static int exec_stmt(const qf_store *s, enum stmt_id id)
     return rc;
 }
 
+/* One operation's transaction: its own BEGIN IMMEDIATE .. COMMIT, or inside a batch a
+ * savepoint, so an operation is all-or-nothing either way. */
 static int tx_begin(const qf_store *s)
 {
-    return exec_stmt(s, S_BEGIN);
+    return exec_stmt(s, s->batch ? S_SAVEPOINT : S_BEGIN);
+}
+
+/* Read-only snapshot for multi-statement answers (a savepoint of the batch inside one). */
+static int tx_begin_read(const qf_store *s)
+{
+    return exec_stmt(s, s->batch ? S_SAVEPOINT : S_BEGIN_READ);
 }
 
 /* Commits when err is 0, else (or when the commit fails) rolls back. Returns the outcome. */
 static int tx_end(const qf_store *s, int err)
 {
+    if (s->batch) {
+        if (err && !sqlite3_get_autocommit(s->db)) {
+            sqlite3_stmt *st = stmt(s, S_ROLLBACK_TO);
+            sqlite3_step(st);
+            stmt_reset(st);
+        }
+        if (!sqlite3_get_autocommit(s->db)) {
+            int rel = exec_stmt(s, S_RELEASE);
+            if (!err)
+                err = rel;
+        }
+        return err;
+    }
     if (err == 0) {
         err = exec_stmt(s, S_COMMIT);
         if (err == 0)
@@ -781,7 +807,7 @@ int qf_store_lease_next(qf_store *s, int64_t agent_id, const qf_agent_caps *caps
         bind_i64(st, 1, job_id);
         bind_i64(st, 2, r.attempt + 1);
         bind_i64(st, 3, agent_id);
-        bind_dbl(st, 4, now + lease_s);
+        bind_dbl(st, 4, now + (double)out->spec.timeout_ms / 1000.0 + lease_s);
         bind_dbl(st, 5, now);
         err = exec_stmt(s, S_JOB_LEASE);
         if (!err) {
@@ -1143,7 +1169,7 @@ int qf_store_run_progress(qf_store *s, int64_t run_id, qf_run_progress *out)
     assert(s && out);
     memset(out, 0, sizeof *out);
     /* two reads: one read transaction, so the counts belong to one instant */
-    int err = exec_stmt(s, S_BEGIN_READ);
+    int err = tx_begin_read(s);
     if (err)
         return err;
     char state[16];
@@ -1257,7 +1283,7 @@ int qf_store_status_json(qf_store *s, int64_t run_id, double now, char **json)
     json_t *agents = json_object_get(root, "agents"), *queue = json_object_get(root, "queue");
     json_t *runs = json_object_get(root, "runs");
     /* one read transaction: every count in the document is of the same instant */
-    int err = exec_stmt(s, S_BEGIN_READ);
+    int err = tx_begin_read(s);
     if (!err) {
         qf_run_progress all;
         err = status_agents(s, agents);
@@ -1331,7 +1357,7 @@ int qf_store_run_results_json(qf_store *s, int64_t run_id, char **json)
     json_t *arr = json_array();
     if (!arr)
         return QF_ENOMEM;
-    int err = exec_stmt(s, S_BEGIN_READ);
+    int err = tx_begin_read(s);
     if (!err) {
         char state[16];
         int rc = run_state(s, run_id, state);
@@ -1369,4 +1395,23 @@ int qf_store_agent_leases(qf_store *s, int64_t agent_id, uint32_t *n)
         stmt_reset(st);
     }
     return rc < 0 ? rc : 0;
+}
+
+/* ---- batches (group commit) ------------------------------------------------------------ */
+
+int qf_store_batch_begin(qf_store *s)
+{
+    assert(s && !s->batch);
+    int err = exec_stmt(s, S_BEGIN);
+    s->batch = err == 0;
+    return err;
+}
+
+int qf_store_batch_commit(qf_store *s)
+{
+    assert(s && s->batch);
+    s->batch = false;
+    if (sqlite3_get_autocommit(s->db))   /* SQLite already rolled the batch back (disk full) */
+        return qf_errorf(QF_EIO, "store %s: the batch was rolled back", s->path);
+    return tx_end(s, 0);
 }

@@ -243,7 +243,7 @@ static void test_submit_lease_complete_done(void **state)
     assert_string_equal(l.spec.kind, "noop");
     assert_string_equal(l.spec.dataset, "synth:gaussian");
     assert_int_equal(q_int(f->path, "SELECT lease_deadline FROM jobs WHERE id=%lld",
-                           (long long)l.job_id), 90);
+                           (long long)l.job_id), 91);   /* now + the job's 1 s + 60 s margin */
     expect_progress(f->s, run, 1, 1, 0, 0, 0);
 
     qf_job_result r = ok_result();
@@ -359,7 +359,10 @@ static void test_lease_expiry_and_renew(void **state)
     int n = -1;
     assert_int_equal(qf_store_expire_leases(f->s, 105.0, &n), 0);
     assert_int_equal(n, 0);
-    assert_int_equal(qf_store_expire_leases(f->s, 111.0, &n), 0);
+    /* deadline = now + the job's own 1 s limit + the 10 s margin = 111 */
+    assert_int_equal(qf_store_expire_leases(f->s, 110.5, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(qf_store_expire_leases(f->s, 111.5, &n), 0);
     assert_int_equal(n, 1);                     /* l1 expired; l2 was renewed */
     expect_progress(f->s, run, 1, 1, 0, 0, 0);
     assert_string_equal(q_text(f->path, buf, sizeof buf, "SELECT state || ' ' || error FROM jobs "
@@ -735,6 +738,33 @@ static void test_reopen_keeps_everything(void **state)
     expect_progress(f->s, run, 1, 0, 2, 0, 0);
 }
 
+/* Group commit: operations inside a batch are savepoints of one transaction; a refused one
+ * (QF_EEXIST) does not spoil the rest, reads see the batch's own writes, nothing is visible to
+ * another connection before the commit, and everything is after it. */
+static void test_batch_group_commit(void **state)
+{
+    fixture *f = *state;
+    qf_agent_caps c = caps("lab-01", "avx2");
+    int64_t a = hello(f->s, &c, 5, 1.0, NULL);
+    assert_int_equal(qf_store_batch_begin(f->s), 0);
+    int64_t run = submit(f->s, 2, 3, 0, "", 1);
+    qf_lease l1 = lease_ok(f->s, a, &c, 2.0);
+    qf_job_result r = ok_result();
+    assert_int_equal(qf_store_complete(f->s, l1.job_id, l1.attempt + 1, a, &r, 3.0), QF_EEXIST);
+    assert_int_equal(qf_store_complete(f->s, l1.job_id, l1.attempt, a, &r, 3.0), 0);
+    expect_progress(f->s, run, 1, 0, 1, 0, 0);
+    char *json = NULL;
+    assert_int_equal(qf_store_status_json(f->s, run, 3.0, &json), 0);
+    free(json);
+    assert_int_equal(q_int(f->path, "SELECT count(*) FROM results"), 0);   /* not yet */
+    assert_int_equal(qf_store_batch_commit(f->s), 0);
+    assert_int_equal(q_int(f->path, "SELECT count(*) FROM results"), 1);
+    /* and operations outside a batch work as before */
+    qf_lease l2 = lease_ok(f->s, a, &c, 4.0);
+    assert_int_equal(qf_store_complete(f->s, l2.job_id, l2.attempt, a, &r, 5.0), 0);
+    expect_progress(f->s, run, 0, 0, 2, 0, 0);
+}
+
 static void test_killed_process_keeps_commits(void **state)
 {
     fixture *f = *state;
@@ -951,6 +981,7 @@ int main(void)
         T(test_status_json),
         T(test_run_results_json),
         T(test_reopen_keeps_everything),
+        T(test_batch_group_commit),
         T(test_killed_process_keeps_commits),
         T(test_disk_full_rolls_back),
         cmocka_unit_test(test_memory_store),
