@@ -655,7 +655,8 @@ static int open_socket(coord *c, void *ctx)
 
 int qf_coordinator_run(const qf_coord_opts *o)
 {
-    coord c = { .o = o, .lim = qf_wire_default_limits() };
+    /* queue_epoch starts above every peer's idle_epoch (0): new peers always look */
+    coord c = { .o = o, .lim = qf_wire_default_limits(), .queue_epoch = 1 };
     if (o->max_frame)
         c.lim.max_frame = o->max_frame;
     c.hb_s = (double)(o->heartbeat_ms ? o->heartbeat_ms : 1000) / 1000.0;
