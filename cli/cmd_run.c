@@ -258,7 +258,7 @@ int qf_cmd_run(int argc, char **argv)
     snprintf(spool, sizeof spool, "%s.spool", db);
     void *ctx = zmq_ctx_new();
     coord_thread ct = { .opts = { .bind = endpoint, .db_path = db, .heartbeat_ms = 1000,
-                                  .zmq_ctx = ctx, .stop = &g_coord_stop } };
+                                  .zmq_ctx = ctx, .stop = &g_coord_stop, .quiet = true } };
     ct.opts.ready = &ct.ready;
     agent_thread at = { .opts = { .endpoint = endpoint, .name = name, .spool_dir = spool,
                                   .slots = (uint32_t)slots, .heartbeat_ms = 1000,

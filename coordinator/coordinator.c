@@ -454,7 +454,8 @@ static void agent_gone(coord *c, peer *p, const char *reason)
 {
     int released = 0;
     char lb[600];
-    logf_("%s %s", peer_label(p, lb, sizeof lb), reason);
+    if (!c->o->quiet || strcmp(reason, "said goodbye") != 0)
+        logf_("%s %s", peer_label(p, lb, sizeof lb), reason);
     if (p->agent_id)
         qf_store_agent_lost(c->store, p->agent_id, reason, now_s(), &released);
     if (released) {
