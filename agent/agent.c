@@ -115,6 +115,7 @@ typedef struct agent {
     size_t   n_spool, cap_spool;
     int      acked;                 /* results ACKed, for o->max_jobs */
     bool     ctx_gone;              /* the shared context was terminated under us: a stop */
+    bool     refused;        /* the coordinator refused our HELLO for good (name in use) */
 } agent;
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -630,7 +631,14 @@ static void on_job(agent *a, const qf_msg_job *j)
         textf(why, sizeof why, "cannot start the job's process: %s", qf_strerror(rc));
     }
     agent_log(a, "job %" PRIu64 "/%" PRIu32 " rejected: %s", j->job_id, j->attempt, why);
-    send_jobref(a, QF_MSG_REJECT, j->job_id, j->attempt, why);
+    qf_msg m = { .type = QF_MSG_REJECT };
+    m.u.jobref.job_id = j->job_id;
+    m.u.jobref.attempt = j->attempt;
+    m.u.jobref.busy = free_slot == NULL;
+    textf(m.u.jobref.reason, sizeof m.u.jobref.reason, "%s", why);
+    if (send_msg(a, &m) != 0)
+        agent_log(a, "could not send REJECT for job %" PRIu64 "/%" PRIu32, j->job_id,
+                  j->attempt);
 }
 
 static void on_ack(agent *a, const qf_msg_jobref *ack)
@@ -673,6 +681,8 @@ static void on_frame(agent *a, const void *buf, size_t len, int64_t now)
         agent_log(a, "coordinator says %s: %s", m.u.error.code, m.u.error.reason);
         if (strstr(m.u.error.reason, "unknown agent"))
             hello_again(a, now);
+        else if (!a->welcomed && strcmp(m.u.error.code, "QF_EEXIST") == 0)
+            a->refused = true;    /* another live agent has our name: retrying cannot help */
         break;
     case QF_MSG_BYE:
         agent_log(a, "coordinator said BYE (%s); waiting for it to come back",
@@ -831,7 +841,8 @@ static int agent_loop(agent *a)
     int rc = 0;
     reset_backoff(a);
     send_hello(a, now_ms());
-    while (!*a->o->stop && !a->ctx_gone && !(a->o->max_jobs > 0 && a->acked >= a->o->max_jobs)) {
+    while (!*a->o->stop && !a->ctx_gone && !a->refused &&
+           !(a->o->max_jobs > 0 && a->acked >= a->o->max_jobs)) {
         int64_t now = now_ms();
         run_timers(a, now);
         int n = 0;
@@ -865,6 +876,9 @@ static int agent_loop(agent *a)
     }
     free(items);
     free(item_slot);
+    if (a->refused && rc == 0)
+        rc = qf_errorf(QF_EEXIST, "agent %s: the coordinator refused it: another live agent has "
+                       "this name; start this one with a different --name", a->caps.name);
     return rc;
 }
 

@@ -11,7 +11,10 @@
  * would pass --max-mem; build one qf_measure for all selected formats (the matrix is generated
  * once); then for each format: run it, turn each sample into GB/s, summarize, and print.
  * Throughput is GB/s (1e9 bytes) of the f32 input for quantize and of the quantized weights
- * for dequantize and matvec; the summary is of the per-sample GB/s values.
+ * for dequantize and matvec; the summary is of the per-sample GB/s values. With --backend
+ * cuda the table grows three columns (the device's copy bandwidth, the median as a percentage
+ * of it, and the NMSE of the device's output against the CPU reference) and the header a
+ * line naming the device; the ref output is exactly what it was before backends existed.
  * Option parsing uses getopt's globals, so two benches must not parse at once; everything
  * else is local to a call.
  */
@@ -41,7 +44,8 @@
 #define DEFAULT_MAX_MEM (UINT64_C(8) << 30)
 
 typedef struct bench_opts {
-    bool        all;            /* every weight format, in table order */
+    bool        all;            /* every weight format the backend has, in table order */
+    qf_measure_backend backend;
     qf_format   fmt;            /* when !all */
     qf_bench_op op;
     int64_t     rows, cols, threads, reps, warmup;
@@ -53,7 +57,7 @@ typedef struct bench_opts {
 
 enum {
     OPT_FORMAT = 256, OPT_OP, OPT_ROWS, OPT_COLS, OPT_THREADS, OPT_REPS, OPT_WARMUP, OPT_DIST,
-    OPT_SEED, OPT_MAX_MEM, OPT_JSON,
+    OPT_SEED, OPT_MAX_MEM, OPT_JSON, OPT_BACKEND,
 };
 
 static void print_usage(FILE *out)
@@ -72,6 +76,9 @@ static void print_usage(FILE *out)
           "  --rows R        output channels, 1..1048576 (default 4096)\n"
           "  --cols C        input channels, a multiple of the format's block (default 4096)\n"
           "  --threads N     split the rows across N threads, 1..512 (default 1)\n"
+          "  --backend B     ref: the CPU reference kernels (default); cuda: the GPU (dequantize,\n"
+          "                  matvec; timed with CUDA events, also prints %% of D2D copy\n"
+          "                  bandwidth and the NMSE against the CPU reference)\n"
           "  --reps N        timed repetitions, 1..100000 (default 10)\n"
           "  --warmup N      untimed repetitions before them, 0..10000 (default 2)\n"
           "  --dist D        weight body: gaussian, laplace or student-t (default student-t)\n"
@@ -100,6 +107,16 @@ static int parse_format(const char *text, bench_opts *o)
         snprintf(names + used, sizeof names - used, ", %s", qf_format_get((qf_format)f)->name);
     }
     return qf_errorf(QF_EUSAGE, "bench: --format '%s' is not a format; valid: %s", text, names);
+}
+
+static int parse_backend(const char *text, qf_measure_backend *b)
+{
+    if (qf_measure_backend_from_name(text, b) != 0)
+        return qf_errorf(QF_EUSAGE, "bench: --backend '%s' is not one of ref, cuda", text);
+    if (!qf_measure_backend_built(*b))
+        return qf_errorf(QF_EUSAGE, "bench: --backend %s: this build has no %s backend "
+                         "(configure with a CUDA compiler found, -DQF_CUDA=ON)", text, text);
+    return 0;
 }
 
 static int parse_op(const char *text, qf_bench_op *op)
@@ -131,6 +148,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o)
         { "seed",    required_argument, NULL, OPT_SEED },
         { "max-mem", required_argument, NULL, OPT_MAX_MEM },
         { "json",    no_argument,       NULL, OPT_JSON },
+        { "backend", required_argument, NULL, OPT_BACKEND },
         { "help",    no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -162,6 +180,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o)
             rc = qf_cli_parse_size("bench", "--max-mem", optarg, 1, UINT64_MAX, &o->max_mem);
             break;
         case OPT_JSON:    o->json = true; break;
+        case OPT_BACKEND: rc = parse_backend(optarg, &o->backend); break;
         case 'h':         print_usage(stdout); return 1;
         default:          return qf_cli_reject_option("bench", c, argc, argv);
         }
@@ -183,7 +202,8 @@ static int selected_formats(const bench_opts *o, qf_format fmts[QF_FMT_COUNT])
     }
     int n = 0;
     for (int f = 0; f < QF_FMT_COUNT; f++)
-        if (qf_format_get((qf_format)f)->weight)
+        if (qf_format_get((qf_format)f)->weight &&
+            qf_measure_backend_supports(o->backend, (qf_format)f, o->op))
             fmts[n++] = (qf_format)f;
     return n;
 }
@@ -192,7 +212,7 @@ static int selected_formats(const bench_opts *o, qf_format fmts[QF_FMT_COUNT])
 static qf_measure_spec measure_spec(const bench_opts *o)
 {
     return (qf_measure_spec){
-        .op = o->op, .rows = o->rows, .cols = o->cols, .threads = (int)o->threads,
+        .backend = o->backend, .op = o->op, .rows = o->rows, .cols = o->cols, .threads = (int)o->threads,
         .reps = (uint32_t)o->reps, .warmup = (uint32_t)o->warmup, .dist = o->dist,
         .seed = o->seed,
     };
@@ -203,10 +223,15 @@ static int validate(const bench_opts *o, const qf_format *fmts, int nfmts)
 {
     qf_measure_spec spec = measure_spec(o);
     char why[256];
+    if (nfmts == 0)   /* --format all on a backend without this op */
+        return qf_errorf(QF_EUSAGE, "bench: the %s backend has no %s",
+                         qf_measure_backend_name(o->backend), qf_measure_op_name(o->op));
     for (int i = 0; i < nfmts; i++) {
         int err = qf_measure_check(&spec, fmts[i], why, sizeof why);
         if (err == QF_ESHAPE) /* qf_format_check_cols printed which multiple */
             return QF_EUSAGE;
+        if (err && o->backend != QF_BACKEND_REF)
+            return qf_errorf(QF_EUSAGE, "bench: %s", why);
         if (err)
             return qf_errorf(QF_EUSAGE, "bench: %s; use --op quantize or dequantize", why);
     }
@@ -251,27 +276,36 @@ static int bench_format(qf_measure *m, qf_format fmt, double *gbps, bench_result
 
 /* ---- output ------------------------------------------------------------------------------- */
 
-static void print_header(const bench_opts *o, const char *host)
+static void print_header(const bench_opts *o, const char *host, const char *device)
 {
     printf("# qfleet %s (%s%s, %s, %s) on %s: %s, %" PRId64 " thread%s, %" PRId64
            " reps after %" PRId64 " warm-up, %s weights, seed %" PRIu64 "\n",
            QF_VERSION, QF_GIT_COMMIT, QF_GIT_DIRTY ? "-dirty" : "", QF_C_COMPILER,
            QF_BUILD_TYPE, host, qf_measure_op_name(o->op), o->threads, o->threads == 1 ? "" : "s",
            o->reps, o->warmup, qf_synth_dist_name(o->dist), o->seed);
-    printf("%-10s %-10s %-11s %7s %9s %9s %9s %6s %8s %10s %10s %10s\n",
+    if (o->backend != QF_BACKEND_REF)
+        printf("# backend %s: %s\n", qf_measure_backend_name(o->backend), device);
+    printf("%-10s %-10s %-11s %7s %9s %9s %9s %6s %8s %10s %10s %10s",
            "format", "op", "shape", "bpw", "GB/s med", "p10", "p90", "n",
            "SNR dB", "NMSE", "cosine", "max abs");
+    if (o->backend != QF_BACKEND_REF)
+        printf(" %9s %7s %10s", "copy GB/s", "% copy", "vs ref");
+    putchar('\n');
 }
 
 static void print_row(const bench_opts *o, const bench_result *res)
 {
     char shape[48];
     snprintf(shape, sizeof shape, "%" PRId64 "x%" PRId64, o->rows, o->cols);
-    printf("%-10s %-10s %-11s %7.4f %9.3f %9.3f %9.3f %6zu %8.2f %10.3e %10.7f %10.3e\n",
+    printf("%-10s %-10s %-11s %7.4f %9.3f %9.3f %9.3f %6zu %8.2f %10.3e %10.7f %10.3e",
            qf_format_get(res->m.fmt)->name, qf_measure_op_name(o->op), shape, res->m.bpw,
            res->gbps.median, res->gbps.p10, res->gbps.p90, res->gbps.n,
            res->m.metrics.snr_db, res->m.metrics.nmse, res->m.metrics.cosine,
            res->m.metrics.max_abs);
+    if (o->backend != QF_BACKEND_REF)   /* vs ref: the NMSE of the device's output */
+        printf(" %9.1f %6.1f%% %10.3e", res->m.copy_gbps,
+               100.0 * res->gbps.median / res->m.copy_gbps, res->m.check_nmse);
+    putchar('\n');
     fflush(stdout); /* a row per format as it finishes: `--format all` takes a while */
 }
 
@@ -319,6 +353,12 @@ static json_t *result_json(const bench_opts *o, const bench_result *res)
     bad |= json_object_set_new(r, "gbps", g);
     bad |= json_object_set_new(r, "samples_s", s);
     bad |= json_object_set_new(r, "metrics", m);
+    if (o->backend != QF_BACKEND_REF) {
+        bad |= json_object_set_new(r, "copy_gbps", jnum(res->m.copy_gbps));
+        bad |= json_object_set_new(r, "pct_of_copy",
+                                   jnum(100.0 * res->gbps.median / res->m.copy_gbps));
+        bad |= json_object_set_new(r, "check_nmse", jnum(res->m.check_nmse));
+    }
     if (bad) {
         json_decref(r);
         return NULL;
@@ -326,7 +366,7 @@ static json_t *result_json(const bench_opts *o, const bench_result *res)
     return r;
 }
 
-static json_t *identity_json(const bench_opts *o, const char *host)
+static json_t *identity_json(const bench_opts *o, const char *host, const char *device)
 {
     json_t *j = json_object();
     if (!j)
@@ -346,6 +386,10 @@ static json_t *identity_json(const bench_opts *o, const char *host)
     bad |= json_object_set_new(j, "warmup", json_integer(o->warmup));
     bad |= json_object_set_new(j, "dist", json_string(qf_synth_dist_name(o->dist)));
     bad |= json_object_set_new(j, "seed", json_integer((json_int_t)o->seed));
+    if (o->backend != QF_BACKEND_REF) {
+        bad |= json_object_set_new(j, "backend", json_string(qf_measure_backend_name(o->backend)));
+        bad |= json_object_set_new(j, "device", json_string(device));
+    }
     bad |= json_object_set_new(j, "results", json_array());
     if (bad) {
         json_decref(j);
@@ -382,10 +426,10 @@ static int bench_run_all(const bench_opts *o, const qf_format *fmts, int nfmts)
     host_name(host, sizeof host);
     json_t *doc = NULL;
     if (o->json) {
-        if (!(doc = identity_json(o, host)))
+        if (!(doc = identity_json(o, host, qf_measure_device(m))))
             err = qf_errorf(QF_ENOMEM, "bench: out of memory building JSON");
     } else {
-        print_header(o, host);
+        print_header(o, host, qf_measure_device(m));
     }
     for (int i = 0; i < nfmts && !err; i++) {
         bench_result res;

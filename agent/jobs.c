@@ -19,6 +19,8 @@
  */
 #include "qf_jobs.h"
 
+#include "qf_time.h"
+
 #include <assert.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -84,13 +86,6 @@ static int failed(qf_job_result *out, const char *fmt, ...)
     vsnprintf(out->error, sizeof out->error, fmt, ap);
     va_end(ap);
     return 0;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* ---- input identity ----------------------------------------------------------------------- */
@@ -213,8 +208,8 @@ static int run_noop(const qf_job_spec *spec, qf_job_result *out)
     out->samples = malloc(sizeof(double));
     if (!out->samples)
         return failed(out, "noop: out of memory for one sample");
-    double t0 = now_s();
-    double t = now_s() - t0;
+    double t0 = qf_time_mono();
+    double t = qf_time_mono() - t0;
     out->samples[0] = t > 1e-9 ? t : 1e-9;
     out->n_samples = 1;
     out->status = QF_JOB_OK;

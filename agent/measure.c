@@ -14,12 +14,20 @@
  * vector is quantized to the format's activation format once, before timing: that is O(cols)
  * next to the O(rows x cols) pass, and leaving it out keeps the sample a pure weight read.
  * Each thread writes only its own rows of q, y or out, so passes need no locks.
+ * The CUDA backend (built with QF_HAVE_CUDA) shares all of that except the pass: it uploads
+ * the reference-quantized weights to the device, into as many copies as it takes to be four
+ * times the L2 cache (each pass reads the next copy, so every pass reads DRAM as a one-shot
+ * matvec would), quantizes the activations there once, and times each pass, one kernel
+ * launch, between two CUDA events; after the timed passes it runs once more on poisoned output
+ * and compares with the CPU reference (check_nmse). The device's copy bandwidth, the ceiling
+ * the GB/s are compared with, is measured once per qf_measure, in qf_measure_new.
  * Hot: run_rows is the loop every sample times; everything else runs once per format.
  */
 #include "qf_measure.h"
 
 #include <assert.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -29,6 +37,9 @@
 #include <time.h>
 
 #include "qf_err.h"
+#ifdef QF_HAVE_CUDA
+#include "qf_cuda.h"
+#endif
 
 /* What one pass needs: shared read-only by every thread of a pass, except that each thread
  * writes only its own rows of q, y or out. */
@@ -59,6 +70,8 @@ struct qf_measure {
     void    *q, *xq;
     worker  *workers;
     pthread_t *tids;
+    char     device[512];       /* qf_measure_device: "" for REF */
+    double   copy_gbps;         /* CUDA: D2D copy bandwidth measured by new */
 };
 
 static const char *const k_op_names[] = {
@@ -81,6 +94,50 @@ int qf_measure_op_from_name(const char *name, qf_bench_op *op)
         }
     }
     return QF_EINVAL;
+}
+
+static const char *const k_backend_names[] = {
+    [QF_BACKEND_REF] = "ref", [QF_BACKEND_CUDA] = "cuda",
+};
+
+const char *qf_measure_backend_name(qf_measure_backend b)
+{
+    const size_t n = sizeof k_backend_names / sizeof k_backend_names[0];
+    assert((size_t)b < n);
+    return (size_t)b < n ? k_backend_names[b] : "unknown";
+}
+
+int qf_measure_backend_from_name(const char *name, qf_measure_backend *b)
+{
+    assert(name && b);
+    for (size_t i = 0; i < sizeof k_backend_names / sizeof k_backend_names[0]; i++) {
+        if (strcmp(name, k_backend_names[i]) == 0) {
+            *b = (qf_measure_backend)i;
+            return 0;
+        }
+    }
+    return QF_EINVAL;
+}
+
+bool qf_measure_backend_built(qf_measure_backend b)
+{
+#ifdef QF_HAVE_CUDA
+    return b == QF_BACKEND_REF || b == QF_BACKEND_CUDA;
+#else
+    return b == QF_BACKEND_REF;
+#endif
+}
+
+bool qf_measure_backend_supports(qf_measure_backend b, qf_format fmt, qf_bench_op op)
+{
+    const qf_format_traits *t = qf_format_get(fmt);
+    if (b == QF_BACKEND_REF)
+        return op != QF_OP_MATVEC || t->vec_dot_ref != NULL;
+#ifdef QF_HAVE_CUDA
+    if (b == QF_BACKEND_CUDA)
+        return op != QF_OP_QUANTIZE && qf_cuda_supports(fmt);
+#endif
+    return false;
 }
 
 __attribute__((format(printf, 4, 5)))
@@ -111,6 +168,7 @@ static void check_spec(const qf_measure_spec *s)
 {
     assert(s);
     assert((size_t)s->op < sizeof k_op_names / sizeof k_op_names[0]);
+    assert((size_t)s->backend < sizeof k_backend_names / sizeof k_backend_names[0]);
     assert(s->rows >= 1 && s->cols >= 1 && s->threads >= 1 && s->reps >= 1);
     (void)s;
 }
@@ -121,6 +179,16 @@ int qf_measure_check(const qf_measure_spec *spec, qf_format fmt, char *why, size
     const qf_format_traits *t = qf_format_get(fmt);
     if (spec->op == QF_OP_MATVEC && !t->vec_dot_ref)
         return fail(QF_EUNSUP, why, why_len, "format %s is activation-only and has no matvec",
+                    t->name);
+    if (!qf_measure_backend_built(spec->backend))
+        return fail(QF_EUNSUP, why, why_len, "this build has no %s backend",
+                    qf_measure_backend_name(spec->backend));
+    if (spec->backend != QF_BACKEND_REF && spec->op == QF_OP_QUANTIZE)
+        return fail(QF_EUNSUP, why, why_len, "the %s backend times dequantize and matvec only",
+                    qf_measure_backend_name(spec->backend));
+    if (!qf_measure_backend_supports(spec->backend, fmt, spec->op))
+        return fail(QF_EUNSUP, why, why_len, "the %s backend has no %s for format %s",
+                    qf_measure_backend_name(spec->backend), qf_measure_op_name(spec->op),
                     t->name);
     if (qf_format_check_cols(fmt, spec->cols) != 0)
         return fail(QF_ESHAPE, why, why_len, "format %s cannot hold rows of %" PRId64
@@ -156,10 +224,14 @@ uint64_t qf_measure_buffer_bytes(const qf_measure_spec *spec, const qf_format *f
     /* rows, cols <= 2^20 and a quantized weight is at most 4 bytes: no term can overflow 64
      * bits, so the sum is exact and a caller's comparison with its limit honest. */
     uint64_t rows = (uint64_t)spec->rows, cols = (uint64_t)spec->cols;
+    /* CUDA dequantize downloads the device's decode next to the reference's to check it */
+    uint64_t check = spec->backend != QF_BACKEND_REF && spec->op == QF_OP_DEQUANTIZE
+                   ? 4 * rows * cols : 0;
     return 2 * 4 * rows * cols                 /* x and y, f32 */
          + rows * max_rs                       /* quantized weights */
          + 4 * (cols + rows) + max_act         /* activations, their quantized row, output */
-         + sizeof(double) * spec->reps;        /* the samples of one run */
+         + sizeof(double) * spec->reps         /* the samples of one run */
+         + check;
 }
 
 /* ---- buffers ------------------------------------------------------------------------------ */
@@ -212,6 +284,187 @@ static int generate(qf_measure *m, char *why, size_t why_len)
     return 0;
 }
 
+/* ---- the CUDA backend ---------------------------------------------------------------------- */
+
+#ifdef QF_HAVE_CUDA
+#define CUDA_COPY_BYTES  (UINT64_C(1) << 30)   /* the copy-bandwidth buffer, if memory allows */
+#define CUDA_COPY_REPS   20
+#define CUDA_MAX_COPIES  64                    /* rotation: weight copies at most */
+
+static int cuda_fail(int err, char *why, size_t why_len, const char *what)
+{
+    return fail(err, why, why_len, "cuda: %s: %s", what, qf_cuda_last_error());
+}
+
+/* Finds the device, describes it, and measures its copy bandwidth once. */
+static int cuda_setup(qf_measure *m, char *why, size_t why_len)
+{
+    qf_cuda_device_info info;
+    int err = qf_cuda_device_query(&info);
+    if (err)
+        return cuda_fail(err, why, why_len, "no usable device");
+    uint64_t bytes = info.free_mem / 4 < CUDA_COPY_BYTES ? info.free_mem / 4 : CUDA_COPY_BYTES;
+    if ((err = qf_cuda_copy_bandwidth((size_t)bytes, CUDA_COPY_REPS, &m->copy_gbps)) != 0)
+        return cuda_fail(err, why, why_len, "measuring the copy bandwidth");
+    char mem[32], l2[32];
+    qf_measure_format_bytes(mem, sizeof mem, info.total_mem);
+    qf_measure_format_bytes(l2, sizeof l2, info.l2_bytes);
+    snprintf(m->device, sizeof m->device, "%s, cc %d.%d, %d SMs, %s, L2 %s, driver CUDA %d.%d, "
+             "runtime %d.%d", info.name, info.cc_major, info.cc_minor, info.sm_count, mem, l2,
+             info.driver_version / 1000, info.driver_version % 1000 / 10,
+             info.runtime_version / 1000, info.runtime_version % 1000 / 10);
+    return 0;
+}
+
+/* What one CUDA run holds on the device. */
+typedef struct cuda_run {
+    void   *w;              /* ncopies copies of the weights, stride bytes apart */
+    size_t  stride;
+    int     ncopies;
+    void   *x, *out;        /* f32 activations; f32 output (rows, or rows x cols) */
+    size_t  out_bytes;
+    qf_cuda_act *act;
+    qf_cuda_timer *timer;
+} cuda_run;
+
+static void cuda_run_free(cuda_run *r)
+{
+    qf_cuda_free(&r->w);
+    qf_cuda_free(&r->x);
+    qf_cuda_free(&r->out);
+    qf_cuda_act_destroy(&r->act);
+    qf_cuda_timer_destroy(&r->timer);
+}
+
+/* One pass: the op over every row of weight copy i. */
+static int cuda_pass(const qf_measure *m, qf_format fmt, const cuda_run *r, uint32_t i)
+{
+    const qf_measure_spec *s = &m->spec;
+    const void *w = (const char *)r->w + (size_t)(i % (uint32_t)r->ncopies) * r->stride;
+    if (s->op == QF_OP_MATVEC)
+        return qf_cuda_matvec_q(fmt, w, r->act, r->out, s->rows, s->cols);
+    return qf_cuda_dequantize(fmt, w, r->out, s->rows, s->cols);
+}
+
+/* Uploads the quantized weights (m->q, bytes of them) and the activations. */
+static int cuda_prepare(const qf_measure *m, qf_format fmt, uint64_t bytes, cuda_run *r,
+                        char *why, size_t why_len)
+{
+    const qf_measure_spec *s = &m->spec;
+    qf_cuda_device_info info;
+    int err = qf_cuda_device_query(&info);
+    if (err)
+        return cuda_fail(err, why, why_len, "device query");
+    r->stride = ((size_t)bytes + 255) & ~(size_t)255;
+    uint64_t want = (4 * info.l2_bytes + r->stride - 1) / r->stride;
+    uint64_t fit = info.free_mem / 2 / r->stride;
+    r->ncopies = (int)(want < 1 ? 1 : want > CUDA_MAX_COPIES ? CUDA_MAX_COPIES : want);
+    if ((uint64_t)r->ncopies > fit)
+        r->ncopies = fit > 0 ? (int)fit : 1;
+    r->out_bytes = sizeof(float) * (size_t)s->rows *
+                   (s->op == QF_OP_MATVEC ? 1 : (size_t)s->cols);
+    if ((err = qf_cuda_alloc(r->stride * (size_t)r->ncopies, &r->w)) != 0 ||
+        (err = qf_cuda_alloc(sizeof(float) * (size_t)s->cols, &r->x)) != 0 ||
+        (err = qf_cuda_alloc(r->out_bytes, &r->out)) != 0)
+        return cuda_fail(err, why, why_len, "allocating device memory");
+    for (int c = 0; c < r->ncopies && !err; c++)
+        err = qf_cuda_upload((char *)r->w + (size_t)c * r->stride, m->q, (size_t)bytes);
+    if (!err)
+        err = qf_cuda_upload(r->x, m->act, sizeof(float) * (size_t)s->cols);
+    if (err)
+        return cuda_fail(err, why, why_len, "uploading");
+    if (s->op == QF_OP_MATVEC) {
+        if ((err = qf_cuda_act_new(s->cols, &r->act)) != 0 ||
+            (err = qf_cuda_act_quantize(r->act, fmt, r->x, s->cols)) != 0)
+            return cuda_fail(err, why, why_len, "quantizing the activations");
+    }
+    if ((err = qf_cuda_timer_new(s->reps + 1, &r->timer)) != 0)
+        return cuda_fail(err, why, why_len, "creating events");
+    return 0;
+}
+
+/* Runs once more on poisoned output and compares with the CPU reference: m->out gets
+ * qf_matvec_ref's y, m->y must already hold the reference decode. */
+static int cuda_check(qf_measure *m, qf_format fmt, const cuda_run *r, double *nmse,
+                      char *why, size_t why_len)
+{
+    const qf_measure_spec *s = &m->spec;
+    int err = qf_cuda_poison(r->out, r->out_bytes);
+    if (!err)
+        err = cuda_pass(m, fmt, r, 0);
+    if (!err)
+        err = qf_cuda_sync();
+    if (err)
+        return cuda_fail(err, why, why_len, "the checked pass");
+    size_t n = r->out_bytes / sizeof(float);
+    float *got = malloc(r->out_bytes);
+    if (!got)
+        return fail(QF_ENOMEM, why, why_len, "out of memory for the device's output");
+    if ((err = qf_cuda_download(got, r->out, r->out_bytes)) != 0) {
+        free(got);
+        return cuda_fail(err, why, why_len, "downloading the output");
+    }
+    const float *ref = m->y;
+    if (s->op == QF_OP_MATVEC) {
+        if ((err = qf_matvec_ref(fmt, m->q, m->act, m->out, s->rows, s->cols)) != 0) {
+            free(got);
+            return fail(err, why, why_len, "the reference matvec failed");
+        }
+        ref = m->out;
+    }
+    qf_tensor_metrics tm;
+    qf_metrics_compute(ref, got, (int64_t)n, 0, &tm);
+    *nmse = tm.nmse;
+    free(got);
+    return 0;
+}
+
+/* Times fmt's op on the device into samples[reps]; fills out's CUDA fields. */
+static int run_cuda(qf_measure *m, qf_format fmt, double *samples, qf_measure_out *out,
+                    char *why, size_t why_len)
+{
+    const qf_measure_spec *s = &m->spec;
+    cuda_run r = {0};
+    int err = cuda_prepare(m, fmt, out->bytes, &r, why, why_len);
+    for (uint32_t i = 0; i < s->warmup && !err; i++)
+        if ((err = cuda_pass(m, fmt, &r, i)) != 0)
+            cuda_fail(err, why, why_len, "a warm-up pass");
+    if (!err && (err = qf_cuda_timer_mark(r.timer, 0)) != 0)
+        cuda_fail(err, why, why_len, "recording an event");
+    for (uint32_t i = 0; i < s->reps && !err; i++) {
+        if ((err = cuda_pass(m, fmt, &r, s->warmup + i)) != 0 ||
+            (err = qf_cuda_timer_mark(r.timer, i + 1)) != 0)
+            cuda_fail(err, why, why_len, "a timed pass");
+    }
+    for (uint32_t i = 0; i < s->reps && !err; i++) {
+        double secs;
+        if ((err = qf_cuda_timer_seconds(r.timer, i, i + 1, &secs)) != 0)
+            cuda_fail(err, why, why_len, "reading the events");
+        samples[i] = secs > 1e-9 ? secs : 1e-9;
+    }
+    if (!err && s->op == QF_OP_DEQUANTIZE)
+        err = qf_dequantize(fmt, m->q, m->y, s->rows, s->cols);
+    if (!err)
+        err = cuda_check(m, fmt, &r, &out->check_nmse, why, why_len);
+    out->copy_gbps = m->copy_gbps;
+    cuda_run_free(&r);
+    return err;
+}
+#else
+static int cuda_setup(qf_measure *m, char *why, size_t why_len)
+{
+    (void)m;
+    return fail(QF_EUNSUP, why, why_len, "this build has no cuda backend");
+}
+
+static int run_cuda(qf_measure *m, qf_format fmt, double *samples, qf_measure_out *out,
+                    char *why, size_t why_len)
+{
+    (void)m, (void)fmt, (void)samples, (void)out;
+    return fail(QF_EUNSUP, why, why_len, "this build has no cuda backend");
+}
+#endif
+
 int qf_measure_new(const qf_measure_spec *spec, const qf_format *fmts, int nfmts,
                    qf_measure **out, char *why, size_t why_len)
 {
@@ -246,12 +499,20 @@ int qf_measure_new(const qf_measure_spec *spec, const qf_format *fmts, int nfmts
                             why, why_len);
     if (!err)
         err = generate(m, why, why_len);
+    if (!err && spec->backend == QF_BACKEND_CUDA)
+        err = cuda_setup(m, why, why_len);
     if (err) {
         qf_measure_destroy(&m);
         return err;
     }
     *out = m;
     return 0;
+}
+
+const char *qf_measure_device(const qf_measure *m)
+{
+    assert(m);
+    return m->device;
 }
 
 const float *qf_measure_input(const qf_measure *m, int64_t *n_elems)
@@ -368,6 +629,7 @@ int qf_measure_run(qf_measure *m, qf_format fmt, qf_measure_out *out, char *why,
         return fail(QF_ENOMEM, why, why_len, "out of memory for %" PRIu32 " samples", s->reps);
     out->fmt = fmt;
     out->kernel = select_kernels(fmt, &p);
+    out->check_nmse = NAN;
     out->bytes = (uint64_t)p.row_size * (uint64_t)s->rows;
     out->bpw = qf_format_bpw(fmt, s->cols);
     out->throughput_bytes = s->op == QF_OP_QUANTIZE
@@ -380,18 +642,23 @@ int qf_measure_run(qf_measure *m, qf_format fmt, qf_measure_out *out, char *why,
     if (s->op == QF_OP_MATVEC)
         qf_format_get(t->act)->quantize_ref(m->act, m->xq, s->cols);
 
-    int nthreads = s->threads;
-    for (int i = 0; i < nthreads; i++) {
-        m->workers[i].p = &p;
-        m->workers[i].r0 = s->rows * i / nthreads;
-        m->workers[i].r1 = s->rows * (i + 1) / nthreads;
-    }
-    double secs;
-    for (uint32_t i = 0; i < s->warmup && !err; i++)
-        err = run_pass(&p, nthreads, m->workers, m->tids, &secs, why, why_len);
-    for (uint32_t i = 0; i < s->reps && !err; i++) {
-        err = run_pass(&p, nthreads, m->workers, m->tids, &secs, why, why_len);
-        samples[i] = secs;
+    if (s->backend == QF_BACKEND_CUDA) {
+        out->kernel = "cuda";
+        err = run_cuda(m, fmt, samples, out, why, why_len);
+    } else {
+        int nthreads = s->threads;
+        for (int i = 0; i < nthreads; i++) {
+            m->workers[i].p = &p;
+            m->workers[i].r0 = s->rows * i / nthreads;
+            m->workers[i].r1 = s->rows * (i + 1) / nthreads;
+        }
+        double secs;
+        for (uint32_t i = 0; i < s->warmup && !err; i++)
+            err = run_pass(&p, nthreads, m->workers, m->tids, &secs, why, why_len);
+        for (uint32_t i = 0; i < s->reps && !err; i++) {
+            err = run_pass(&p, nthreads, m->workers, m->tids, &secs, why, why_len);
+            samples[i] = secs;
+        }
     }
     if (err) {
         free(samples);

@@ -14,6 +14,7 @@
 #ifndef QF_MEASURE_H
 #define QF_MEASURE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,10 +23,18 @@
 #include "qf_metrics.h"
 #include "qf_synth.h"
 
+/* Where the op runs. REF, the zero value: the CPU reference kernels. CUDA: device 0 through
+ * kernels/cuda (dequantize and matvec, builds with QF_HAVE_CUDA only), each pass one kernel
+ * launch timed with CUDA events, the weights rotated among enough device copies that they
+ * are read from DRAM, not from the L2 cache. */
+typedef enum qf_measure_backend { QF_BACKEND_REF, QF_BACKEND_CUDA } qf_measure_backend;
+
 typedef struct qf_measure_spec {
+    qf_measure_backend backend;
     qf_bench_op   op;
     int64_t       rows, cols;   /* >= 1 each; cols must fit every format run (qf_measure_check) */
-    int           threads;      /* >= 1: the rows are cut into this many contiguous shares */
+    int           threads;      /* >= 1: the rows are cut into this many contiguous shares
+                                   (REF only; a CUDA pass is one launch over all rows) */
     uint32_t      reps;         /* >= 1 timed passes */
     uint32_t      warmup;       /* untimed passes before them */
     qf_synth_dist dist;         /* body of the generated weights */
@@ -43,6 +52,13 @@ typedef struct qf_measure_out {
                                       > 0; caller owns (qf_measure_out_clear) */
     uint32_t    n_samples;
     qf_tensor_metrics metrics;     /* the format's quality on this matrix (reference decode) */
+    /* CUDA only (REF: 0 and NAN): */
+    double      copy_gbps;         /* the device's D2D copy bandwidth, read + write bytes, as
+                                      measured by qf_measure_new: the ceiling for GB/s */
+    double      check_nmse;        /* the device's output against the CPU reference on the same
+                                      input, after the timed passes: matvec against
+                                      qf_matvec_ref, dequantize against the reference decode
+                                      (0 when bit-exact); NaN if any output was not finite */
 } qf_measure_out;
 
 typedef struct qf_measure qf_measure;
@@ -52,9 +68,19 @@ const char *qf_measure_op_name(qf_bench_op op);
 /* The op named name; QF_EINVAL (silently) if there is none. */
 int qf_measure_op_from_name(const char *name, qf_bench_op *op);
 
+/* "ref", "cuda". Static storage. */
+const char *qf_measure_backend_name(qf_measure_backend b);
+/* The backend named name; QF_EINVAL (silently) if there is none. */
+int qf_measure_backend_from_name(const char *name, qf_measure_backend *b);
+/* True if this build has backend b (REF always; CUDA when built with it, device or not). */
+bool qf_measure_backend_built(qf_measure_backend b);
+/* True if backend b of this build can run op on weight format fmt. */
+bool qf_measure_backend_supports(qf_measure_backend b, qf_format fmt, qf_bench_op op);
+
 /* 0 if fmt can do spec->op on rows of spec->cols weights. QF_EUNSUP for matvec of an
- * activation-only format, QF_ESHAPE for a row length the format cannot hold (this one is also
- * printed by qf_format_check_cols, naming the multiple); why says which. */
+ * activation-only format or an op or format the backend lacks, QF_ESHAPE for a row length the
+ * format cannot hold (this one is also printed by qf_format_check_cols, naming the multiple);
+ * why says which. */
 int qf_measure_check(const qf_measure_spec *spec, qf_format fmt, char *why, size_t why_len);
 
 /* Bytes qf_measure_new allocates for spec and these formats (each already checked), so a
@@ -63,10 +89,15 @@ int qf_measure_check(const qf_measure_spec *spec, qf_format fmt, char *why, size
 uint64_t qf_measure_buffer_bytes(const qf_measure_spec *spec, const qf_format *fmts, int nfmts);
 
 /* Allocates the buffers for spec and the nfmts >= 1 formats it may run, and generates the
- * input. Caller owns *out (qf_measure_destroy). QF_ENOMEM, or an error of qf_measure_check or
- * qf_synth_fill, with a reason in why. */
+ * input; for CUDA also finds the device (QF_EUNSUP without one) and measures its copy
+ * bandwidth. Caller owns *out (qf_measure_destroy). QF_ENOMEM, or an error of
+ * qf_measure_check or qf_synth_fill, with a reason in why. */
 int qf_measure_new(const qf_measure_spec *spec, const qf_format *fmts, int nfmts,
                    qf_measure **out, char *why, size_t why_len);
+
+/* One line about the device the backend runs on ("NVIDIA H100 80GB HBM3, cc 9.0, 132 SMs,
+ * ..."); "" for REF. Valid until destroy. */
+const char *qf_measure_device(const qf_measure *m);
 
 /* The generated weights, rows x cols f32 row-major, valid until destroy. What a job hashes to
  * prove which input it measured. */

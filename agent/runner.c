@@ -112,9 +112,12 @@ int qf_runner_send(int fd, const void *buf, size_t len)
 }
 
 /* Makes the child a clean place to compute in: default signal handling, no inherited
- * descriptors but stdio and the pipe, and death with the agent. */
+ * descriptors but stdio and the pipe, and death with the agent. Its own process group keeps a
+ * Ctrl-C at the agent's terminal from killing the job (and charging it an attempt): the agent
+ * decides what happens to its jobs when it stops. */
 static void child_setup(int fd, pid_t parent)
 {
+    setpgid(0, 0);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_DFL;

@@ -27,17 +27,11 @@
 #include "qf_cmd.h"
 #include "qf_coordinator.h"
 #include "qf_err.h"
+#include "qf_time.h"
 #include "qf_stats.h"
 #include "qf_wire.h"
 
 #define SUBMIT_CHUNK 20000   /* jobs per SUBMIT frame (~150 bytes each: well under 16 MiB) */
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 typedef struct sim_agent {
     void  *sock;
@@ -143,7 +137,7 @@ static int agents_serve(fleet_bench *b, sim_agent *ag, double deadline)
     int err = 0;
     double sample = 1e-9;
     while (acked < b->jobs) {
-        if (mono_s() > deadline) {
+        if (qf_time_mono() > deadline) {
             err = qf_errorf(QF_ETIMEDOUT, "bench fleet: %" PRId64 " of %" PRId64 " jobs done "
                             "before the time limit", acked, b->jobs);
             break;
@@ -155,7 +149,7 @@ static int agents_serve(fleet_bench *b, sim_agent *ag, double deadline)
                 continue;
             qf_msg m;
             while (recv_decoded(ag[i].sock, &m) == 0) {
-                double now = mono_s();
+                double now = qf_time_mono();
                 if (m.type == QF_MSG_JOB) {
                     sim_agent *a = &ag[i];
                     int s = 0;
@@ -174,7 +168,7 @@ static int agents_serve(fleet_bench *b, sim_agent *ag, double deadline)
                     r.u.result.result.n_samples = 1;
                     snprintf(r.u.result.result.kernel, sizeof r.u.result.result.kernel, "none");
                     send_encoded(a->sock, &r);
-                    a->free_since[s] = mono_s();
+                    a->free_since[s] = qf_time_mono();
                     a->free_slot[(a->free_head + a->n_free++) % 64] = s;
                 } else if (m.type == QF_MSG_ACK) {
                     acked++;
@@ -256,11 +250,11 @@ static double echo_rate(void *server_ctx, void *ctx, int n, int slots, int64_t t
             items[i] = (zmq_pollitem_t){ .socket = socks[i], .events = ZMQ_POLLIN };
         }
         int64_t sent = 0, got = 0;
-        double t0 = mono_s();
+        double t0 = qf_time_mono();
         for (int i = 0; i < n; i++)
             for (int s = 0; s < slots && sent < total; s++, sent++)
                 zmq_send(socks[i], frame, frame_len, 0);
-        while (got < total && mono_s() - t0 < 120.0) {
+        while (got < total && qf_time_mono() - t0 < 120.0) {
             if (zmq_poll(items, n, 100) <= 0)
                 continue;
             for (int i = 0; i < n; i++) {
@@ -275,7 +269,7 @@ static double echo_rate(void *server_ctx, void *ctx, int n, int slots, int64_t t
                 }
             }
         }
-        rate = (double)got / (mono_s() - t0);
+        rate = (double)got / (qf_time_mono() - t0);
         for (int i = 0; i < n; i++)
             zmq_close(socks[i]);
     }
@@ -290,22 +284,6 @@ static double echo_rate(void *server_ctx, void *ctx, int n, int slots, int64_t t
 /* --- the command ------------------------------------------------------------------------- */
 
 static volatile sig_atomic_t g_coord_stop;
-
-typedef struct coord_thread {
-    qf_coord_opts opts;
-    volatile sig_atomic_t ready;
-    char endpoint[256];
-    int rc;
-} coord_thread;
-
-static void *coord_main(void *arg)
-{
-    coord_thread *t = arg;
-    t->rc = qf_coordinator_run(&t->opts);
-    if (t->rc)
-        t->ready = -1;
-    return NULL;
-}
 
 static void usage(FILE *out)
 {
@@ -376,28 +354,22 @@ int qf_bench_fleet_main(int argc, char **argv)
      * I/O thread only adds contention (measured: slower) */
     void *ctx = zmq_ctx_new(), *cctx = ctx;
     zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, 2 * b.agents + 64);
-    coord_thread ct = { .opts = { .bind = "tcp://127.0.0.1:*", .db_path = db,
-                                  .heartbeat_ms = 5000, .zmq_ctx = cctx,
-                                  .stop = &g_coord_stop } };
-    ct.opts.ready = &ct.ready;
-    ct.opts.bound_endpoint = ct.endpoint;
-    ct.opts.quiet = true;
-    pthread_t tid;
-    int err = pthread_create(&tid, NULL, coord_main, &ct) ? QF_ENOMEM : 0;
-    while (!err && ct.ready == 0)
-        usleep(1000);
-    if (!err && ct.ready != 1)
-        err = QF_ENET;
+    char endpoint[256] = "";
+    qf_coord_opts co = { .bind = "tcp://127.0.0.1:*", .db_path = db, .heartbeat_ms = 5000,
+                         .zmq_ctx = cctx, .stop = &g_coord_stop, .bound_endpoint = endpoint,
+                         .quiet = true };
+    qf_coord_thread *coord = NULL;
+    int err = qf_coordinator_start(&co, &coord);
 
     sim_agent *ag = calloc((size_t)b.agents, sizeof *ag);
     double t0 = 0, t1 = 0;
     if (!err && !ag)
         err = QF_ENOMEM;
     if (!err)
-        err = agents_join(&b, ctx, ct.endpoint, ag);
+        err = agents_join(&b, ctx, endpoint, ag);
     qf_client c = { 0 };
     if (!err)
-        err = qf_client_open(&c, ct.endpoint, ctx);
+        err = qf_client_open(&c, endpoint, ctx);
     if (!err) {
         qf_suite s = { .max_attempts = 1 };
         snprintf(s.name, sizeof s.name, "bench-fleet");
@@ -414,7 +386,7 @@ int qf_bench_fleet_main(int argc, char **argv)
             j->seed = 1;
             j->timeout_ms = 60000;
         }
-        t0 = mono_s();
+        t0 = qf_time_mono();
         for (int64_t done = 0; !err && done < b.jobs; done += (int64_t)chunk) {
             int64_t run_id;
             s.n_jobs = (size_t)(b.jobs - done < (int64_t)chunk ? b.jobs - done : (int64_t)chunk);
@@ -423,24 +395,28 @@ int qf_bench_fleet_main(int argc, char **argv)
         free(s.jobs);
         if (!err)
             err = agents_serve(&b, ag, t0 + 600.0);
-        t1 = mono_s();
+        t1 = qf_time_mono();
     }
     qf_client_close(&c);
     for (int i = 0; ag && i < b.agents; i++)
         if (ag[i].sock)
             zmq_close(ag[i].sock);
-    g_coord_stop = 1;
-    pthread_join(tid, NULL);
+    qf_coordinator_join(&coord);
 
     double echo = 0;
     if (!err)
         echo = echo_rate(cctx, ctx, b.agents, b.slots, b.jobs, 120);
     zmq_ctx_term(ctx);
 
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "qfleet bench: could not remove %s\n", dir);
+    /* the store's three files, then the folder */
+    static const char *const suffix[] = { "", "-wal", "-shm" };
+    for (int i = 0; i < 3; i++) {
+        char f[96];
+        snprintf(f, sizeof f, "%s%s", db, suffix[i]);
+        unlink(f);
+    }
+    if (rmdir(dir) != 0)
+        fprintf(stderr, "qfleet bench: could not remove %s: %s\n", dir, strerror(errno));
     if (err) {
         free(ag);
         free(b.latency);

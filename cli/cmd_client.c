@@ -24,16 +24,10 @@
 #include "qf_cli_args.h"
 #include "qf_cmd.h"
 #include "qf_err.h"
+#include "qf_time.h"
 #include "qf_version.h"
 
 #define CALL_TIMEOUT_MS 10000
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 int qf_client_open(qf_client *c, const char *endpoint, void *ctx)
 {
@@ -73,14 +67,20 @@ int qf_client_call(qf_client *c, qf_msg *req, qf_msg *rep, int timeout_ms)
     if (err)
         return qf_errorf(err, "cannot encode %s: %s", qf_msg_type_name(req->type),
                          qf_strerror(err));
+    qf_wire_limits lim = qf_wire_default_limits();
+    if (len > lim.max_frame) {
+        free(buf);
+        return qf_errorf(QF_ETOOBIG, "%s is %zu bytes, over the %zu-byte frame limit of the "
+                         "protocol: split the suite", qf_msg_type_name(req->type), len,
+                         lim.max_frame);
+    }
     int rc = zmq_send(c->sock, buf, len, 0);
     free(buf);
     if (rc < 0)
         return qf_errorf(QF_ENET, "cannot send to %s: %s", c->endpoint, zmq_strerror(errno));
-    double deadline = mono_s() + timeout_ms / 1000.0;
-    qf_wire_limits lim = qf_wire_default_limits();
+    double deadline = qf_time_mono() + timeout_ms / 1000.0;
     for (;;) {
-        long left = (long)((deadline - mono_s()) * 1000.0);
+        long left = (long)((deadline - qf_time_mono()) * 1000.0);
         if (left <= 0)
             return qf_errorf(QF_ETIMEDOUT, "no answer from the coordinator at %s within %d ms "
                              "(is it running?)", c->endpoint, timeout_ms);
@@ -215,19 +215,19 @@ int qf_client_wait(qf_client *c, int64_t run_id, double timeout_s,
                    volatile const sig_atomic_t *stop, qf_run_progress *out)
 {
     bool tty = isatty(STDERR_FILENO);
-    double start = mono_s();
+    double start = qf_time_mono();
     for (;;) {
         int err = qf_client_progress(c, run_id, out);
         if (err)
             return err;
         bool over = out->queued + out->leased == 0;
         if (tty)
-            draw_bar(out, mono_s() - start, over);
+            draw_bar(out, qf_time_mono() - start, over);
         if (over)
             return 0;
         if (stop && *stop)
             return QF_ECANCELED;
-        if (timeout_s > 0 && mono_s() - start > timeout_s)
+        if (timeout_s > 0 && qf_time_mono() - start > timeout_s)
             return qf_errorf(QF_ETIMEDOUT, "run %" PRId64 " not finished after %.0f s", run_id,
                              timeout_s);
         usleep(200 * 1000);
@@ -332,9 +332,13 @@ int qf_cmd_submit(int argc, char **argv)
     }
     qf_client_close(&c);
     qf_suite_free(&suite);
+    if (err == QF_ECANCELED)
+        fprintf(stderr, "\nqfleet: submit: interrupted; run %" PRId64 " goes on at the "
+                "coordinator (qfleet cancel --to %s --run %" PRId64 " stops it)\n", run_id, to,
+                run_id);
     if (err)
         return QF_EXIT_FAILURE;
-    return p.failed ? QF_EXIT_FAILURE : QF_EXIT_OK;
+    return p.failed || p.cancelled ? QF_EXIT_FAILURE : QF_EXIT_OK;
 }
 
 static void status_usage(FILE *out)

@@ -39,24 +39,10 @@ static void on_signal(int sig)
     g_interrupted = 1;
 }
 
-typedef struct coord_thread {
-    qf_coord_opts opts;
-    volatile sig_atomic_t ready;
-    int rc;
-} coord_thread;
-
 typedef struct agent_thread {
     qf_agent_opts opts;
     int rc;
 } agent_thread;
-
-static void *coord_main(void *arg)
-{
-    coord_thread *t = arg;
-    t->rc = qf_coordinator_run(&t->opts);
-    t->ready = t->rc ? -1 : t->ready;
-    return NULL;
-}
 
 static void *agent_main(void *arg)
 {
@@ -257,28 +243,21 @@ int qf_cmd_run(int argc, char **argv)
     snprintf(name, sizeof name, "%.60s-cpu", host);
     snprintf(spool, sizeof spool, "%s.spool", db);
     void *ctx = zmq_ctx_new();
-    coord_thread ct = { .opts = { .bind = endpoint, .db_path = db, .heartbeat_ms = 1000,
-                                  .zmq_ctx = ctx, .stop = &g_coord_stop, .quiet = true } };
-    ct.opts.ready = &ct.ready;
+    qf_coord_opts co = { .bind = endpoint, .db_path = db, .heartbeat_ms = 1000, .zmq_ctx = ctx,
+                         .stop = &g_coord_stop, .quiet = true };
     agent_thread at = { .opts = { .endpoint = endpoint, .name = name, .spool_dir = spool,
                                   .slots = (uint32_t)slots, .heartbeat_ms = 1000,
                                   .zmq_ctx = ctx, .stop = &g_agent_stop, .quiet = true } };
-    pthread_t coord_tid, agent_tid;
-    bool coord_started = false, agent_started = false;
-    int err = 0;
-    if (!ctx)
-        err = qf_errorf(QF_ENET, "run: cannot create a ZeroMQ context");
-    if (!err && pthread_create(&coord_tid, NULL, coord_main, &ct) != 0)
-        err = qf_errorf(QF_ENOMEM, "run: cannot start the coordinator thread");
-    coord_started = !err;
-    /* inproc needs the bind before the connects: wait for the coordinator (bounded) */
-    for (int i = 0; !err && ct.ready == 0 && i < 5000; i++)
-        usleep(1000);
-    if (!err && ct.ready != 1)
-        err = ct.rc ? ct.rc : qf_errorf(QF_ETIMEDOUT, "run: the coordinator did not start");
+    qf_coord_thread *coord = NULL;
+    pthread_t agent_tid;
+    bool agent_started = false;
+    int err = ctx ? 0 : qf_errorf(QF_ENET, "run: cannot create a ZeroMQ context");
+    /* inproc needs the bind before the connects: start returns once the coordinator listens */
+    if (!err)
+        err = qf_coordinator_start(&co, &coord);
     if (!err && pthread_create(&agent_tid, NULL, agent_main, &at) != 0)
         err = qf_errorf(QF_ENOMEM, "run: cannot start the agent thread");
-    agent_started = coord_started && !err;
+    agent_started = coord && !err;
 
     qf_client c = { 0 };
     int64_t run_id = 0;
@@ -292,14 +271,23 @@ int qf_cmd_run(int argc, char **argv)
                 suite.n_jobs, run_id, db);
         err = qf_client_wait(&c, run_id, (double)timeout, &g_interrupted, &p);
     }
+    if (run_id && err) {
+        /* interrupted or timed out: cancel what is left, so the next `qfleet run` on this
+         * store does not inherit this run's queue */
+        qf_msg req = { .type = QF_MSG_CANCEL }, rep = { 0 };
+        req.u.runref.run_id = (uint64_t)run_id;
+        if (qf_client_call(&c, &req, &rep, 5000) == 0)
+            fprintf(stderr, "\nqfleet run: %s: run %" PRId64 " cancelled (%" PRId64 " of %" PRId64
+                    " jobs done)\n", g_interrupted ? "interrupted" : "stopped", run_id, p.done,
+                    p.total);
+        qf_msg_clear(&rep);
+    }
     qf_client_close(&c);
 
     g_agent_stop = 1;
     if (agent_started)
         pthread_join(agent_tid, NULL);
-    g_coord_stop = 1;
-    if (coord_started)
-        pthread_join(coord_tid, NULL);
+    qf_coordinator_join(&coord);
     if (ctx)
         zmq_ctx_term(ctx);
 

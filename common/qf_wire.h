@@ -95,6 +95,8 @@ typedef struct qf_msg_jobref {
     uint32_t attempt;
     uint32_t done, total;                /* PROGRESS only */
     char     reason[QF_WIRE_TEXT_MAX];   /* REJECT only */
+    bool     busy;                       /* REJECT only, optional: the agent had no free slot,
+                                            which is not the job's fault (attempt not counted) */
 } qf_msg_jobref;
 
 typedef struct qf_msg_result {

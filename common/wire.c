@@ -172,7 +172,12 @@ static const field k_job[] = {
     U32(qf_msg_jobref, "attempt", attempt, 1, UINT32_MAX)
 
 static const field k_jobref[] = { JOBREF_IDS };   /* ACCEPT, ACK */
-static const field k_reject[] = { JOBREF_IDS, STR(qf_msg_jobref, "reason", reason, 0) };
+static const field k_reject[] = {
+    JOBREF_IDS,
+    STR(qf_msg_jobref, "reason", reason, 0),
+    { "busy", FK_BOOL, false, offsetof(qf_msg_jobref, busy), SIZEOF(qf_msg_jobref, busy), 0, 0,
+      0 },
+};
 static const field k_progress[] = {
     JOBREF_IDS,
     U32(qf_msg_jobref, "done", done, 0, UINT32_MAX),

@@ -16,7 +16,9 @@
 #include "qf_coordinator.h"
 
 #include <errno.h>
+#include <assert.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -31,12 +33,14 @@
 #include "qf_cli_args.h"
 #include "qf_err.h"
 #include "qf_store.h"
+#include "qf_time.h"
 #include "qf_wire.h"
 
 #define QF_COORD_MAX_BAD  10       /* bad frames before a peer is ignored */
 #define QF_COORD_MAX_RID  256      /* ZeroMQ routing ids are at most 255 bytes */
 #define QF_COORD_MAX_PEERS 100000
 #define BATCH_MAX 1024            /* messages per group commit */
+#define QF_COORD_PEER_IDLE_S 60.0 /* a non-agent peer silent this long is forgotten */
 
 typedef struct peer {
     uint8_t       rid[QF_COORD_MAX_RID];
@@ -44,8 +48,9 @@ typedef struct peer {
     int64_t       agent_id;         /* 0: not an agent (yet) */
     qf_agent_caps caps;
     uint32_t      slots, running;
-    double        last_seen;
-    int           bad_frames;
+    uint64_t      instance;         /* the agent process's random id (HELLO) */
+    double        last_seen;        /* monotonic seconds */
+    int           bad_frames;       /* in a row: a good frame resets it */
     bool          ignored;          /* too many bad frames: no more answers */
     uint64_t      idle_epoch;       /* queue_epoch at which the store had nothing for it */
 } peer;
@@ -76,13 +81,6 @@ typedef struct coord {
     out_frame     *out;             /* held sends, in order */
     size_t         n_out, cap_out;
 } coord;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logf_(const char *fmt, ...)
@@ -123,8 +121,12 @@ static peer *peer_get(coord *c, const uint8_t *rid, size_t len)
     peer *p = peer_find(c, rid, len);
     if (p)
         return p;
-    if (len > QF_COORD_MAX_RID || c->n_peers >= QF_COORD_MAX_PEERS)
+    if (len > QF_COORD_MAX_RID)
         return NULL;
+    if (c->n_peers >= QF_COORD_MAX_PEERS) {
+        logf_("peer table full (%d peers): a new peer is not answered", QF_COORD_MAX_PEERS);
+        return NULL;
+    }
     if (c->n_peers == c->cap_peers) {
         size_t cap = c->cap_peers ? c->cap_peers * 2 : 64;
         peer *np = realloc(c->peers, cap * sizeof *np);
@@ -237,7 +239,7 @@ static void dispatch_to(coord *c, peer *p)
     while (p->agent_id && !p->ignored && p->running < p->slots &&
            p->idle_epoch != c->queue_epoch) {
         qf_lease l;
-        int err = qf_store_lease_next(c->store, p->agent_id, &p->caps, now_s(), 3.0 * c->hb_s,
+        int err = qf_store_lease_next(c->store, p->agent_id, &p->caps, qf_time_real(), 3.0 * c->hb_s,
                                       &l);
         if (err == QF_ENOENT) {
             p->idle_epoch = c->queue_epoch;   /* nothing for it until the queue changes */
@@ -282,12 +284,10 @@ static void batch_end(coord *c)
         /* nothing of the burst happened: leases we counted were rolled back */
         logf_("a batch of changes could not be committed (%s): answers withheld, agents will "
               "repeat", qf_strerror(err));
-        for (size_t i = 0; i < c->n_peers; i++) {
-            uint32_t n = 0;
-            if (c->peers[i].agent_id &&
-                qf_store_agent_leases(c->store, c->peers[i].agent_id, &n) == 0)
-                c->peers[i].running = n;
-        }
+        /* what we learned in the burst (registrations, removals) may be gone with it: forget
+         * every peer; agents are told "unknown agent" at their next message and say HELLO
+         * again, which rebuilds their state from the store */
+        c->n_peers = 0;
         queue_changed(c);
     }
 }
@@ -301,6 +301,17 @@ static void dispatch_all(coord *c)
 
 /* --- message handlers --------------------------------------------------------------------- */
 
+/* How busy an agent is: the jobs the store has leased to it, or what the agent itself says it
+ * runs (HEARTBEAT), whichever is more; counting by hand would drift with every duplicate or
+ * late message. */
+static void sync_running(coord *c, peer *p, uint32_t says)
+{
+    uint32_t leased = 0;
+    if (qf_store_agent_leases(c->store, p->agent_id, &leased) != 0)
+        leased = p->running;
+    p->running = leased > says ? leased : says;
+}
+
 static void on_hello(coord *c, peer *p, qf_msg *m)
 {
     const qf_msg_hello *h = &m->u.hello;
@@ -309,35 +320,48 @@ static void on_hello(coord *c, peer *p, qf_msg *m)
     snprintf(caps.arch, sizeof caps.arch, "%s", h->arch);
     snprintf(caps.isa, sizeof caps.isa, "%s", h->isa);
     snprintf(caps.backends, sizeof caps.backends, "%s", h->backends);
-    /* another live peer with the same name: that connection is stale (the agent reconnected
-     * with a new routing id); forget it without releasing, the store decides by instance */
+    if (p->agent_id && strcmp(p->caps.name, h->name) != 0) {
+        char why[200];
+        snprintf(why, sizeof why, "this connection is already agent '%.64s'", p->caps.name);
+        send_error(c, p, m->id, QF_EPROTO, why);
+        return;
+    }
+    /* another peer with the same name: the same process on a new connection (the old one is
+     * stale: forget it, the store keeps its leases), a dead process (silent: the store releases
+     * its leases by instance), or a second live agent using the name: refused, else the two
+     * would take each other's place on every HELLO */
     for (size_t i = 0; i < c->n_peers; i++) {
         peer *q = &c->peers[i];
-        if (q != p && q->agent_id && strcmp(q->caps.name, h->name) == 0) {
-            peer_remove(c, q);
-            if (p == &c->peers[c->n_peers])   /* p was moved into q's place */
-                p = q;
-            break;
+        if (q == p || !q->agent_id || strcmp(q->caps.name, h->name) != 0)
+            continue;
+        if (q->instance != h->instance && qf_time_mono() - q->last_seen <= 3.0 * c->hb_s) {
+            char why[200];
+            snprintf(why, sizeof why, "name '%.64s' is in use by a live agent", h->name);
+            send_error(c, p, m->id, QF_EEXIST, why);
+            return;
         }
+        peer_remove(c, q);
+        if (p == &c->peers[c->n_peers])   /* p was moved into q's place */
+            p = q;
+        break;
     }
     int64_t agent_id = 0;
     int released = 0;
     int err = qf_store_agent_hello(c->store, h->name, h->instance,
-                                   h->fingerprint ? h->fingerprint : "{}", &caps, now_s(),
+                                   h->fingerprint ? h->fingerprint : "{}", &caps, qf_time_real(),
                                    &agent_id, &released);
     if (err) {
         send_error(c, p, m->id, err, "cannot register the agent now; try again");
         return;
     }
     p->agent_id = agent_id;
+    p->instance = h->instance;
     p->caps = caps;
     p->slots = h->slots ? h->slots : 1;
     /* an agent saying HELLO again (after our restart, or after a silence) may still be running
      * jobs leased to it before: the store knows how many, so we do not over-fill its slots */
-    uint32_t leased = 0;
-    qf_store_agent_leases(c->store, agent_id, &leased);
-    p->running = leased;
-    p->last_seen = now_s();
+    sync_running(c, p, 0);
+    p->last_seen = qf_time_mono();
     char lb[600];
     if (!c->o->quiet || released)
         logf_("%s joined: %s, %u slot(s), isa [%s]%s", peer_label(p, lb, sizeof lb), caps.arch,
@@ -362,8 +386,7 @@ static bool require_agent(coord *c, peer *p, const qf_msg *m)
 
 static void job_finished_here(coord *c, peer *p)
 {
-    if (p->running > 0)
-        p->running--;
+    sync_running(c, p, 0);
     dispatch_to(c, p);
 }
 
@@ -371,7 +394,7 @@ static void on_result(coord *c, peer *p, qf_msg *m)
 {
     const qf_msg_result *r = &m->u.result;
     int err = qf_store_complete(c->store, (int64_t)r->job_id, r->attempt, p->agent_id,
-                                &r->result, now_s());
+                                &r->result, qf_time_real());
     if (err && err != QF_EEXIST) {
         /* not committed: no ACK, the agent keeps the result in its spool and sends it again */
         logf_("cannot store the result of job %" PRIu64 ": %s", r->job_id, qf_strerror(err));
@@ -385,12 +408,21 @@ static void on_result(coord *c, peer *p, qf_msg *m)
 
 static void on_reject(coord *c, peer *p, qf_msg *m)
 {
+    if (m->u.jobref.busy) {
+        /* the agent was full (it knew better than our count): hand the job back uncounted, and
+         * offer this agent nothing more until its next HEARTBEAT or RESULT says how busy it is */
+        if (qf_store_unlease(c->store, (int64_t)m->u.jobref.job_id, m->u.jobref.attempt,
+                             p->agent_id, qf_time_real()) == 0)
+            queue_changed(c);
+        p->running = p->slots;
+        return;
+    }
     qf_job_result res = { .status = QF_JOB_FAILED };
     if (snprintf(res.error, sizeof res.error, "rejected by %s: %s", p->caps.name,
                  m->u.jobref.reason) >= (int)sizeof res.error)
         res.error[sizeof res.error - 2] = '~';   /* a cut reason is still a reason */
     int err = qf_store_complete(c->store, (int64_t)m->u.jobref.job_id, m->u.jobref.attempt,
-                                p->agent_id, &res, now_s());
+                                p->agent_id, &res, qf_time_real());
     if (err && err != QF_EEXIST)
         logf_("cannot record a rejection: %s", qf_strerror(err));
     if (!err)
@@ -424,7 +456,7 @@ static void on_submit(coord *c, peer *p, qf_msg *m)
         reply(c, p, m->id, QF_EINVAL, "a run needs at least one job", 0, NULL);
         return;
     }
-    int err = qf_store_submit(c->store, &run, s->jobs, s->n_jobs, now_s(), &run_id);
+    int err = qf_store_submit(c->store, &run, s->jobs, s->n_jobs, qf_time_real(), &run_id);
     reply(c, p, m->id, err, NULL, (uint64_t)run_id, NULL);
     if (!err) {
         if (!c->o->quiet)
@@ -437,14 +469,14 @@ static void on_submit(coord *c, peer *p, qf_msg *m)
 static void on_status(coord *c, peer *p, qf_msg *m)
 {
     char *json = NULL;
-    int err = qf_store_status_json(c->store, (int64_t)m->u.runref.run_id, now_s(), &json);
+    int err = qf_store_status_json(c->store, (int64_t)m->u.runref.run_id, qf_time_real(), &json);
     reply(c, p, m->id, err, err == QF_ENOENT ? "no such run" : NULL, m->u.runref.run_id, json);
     free(json);
 }
 
 static void on_cancel(coord *c, peer *p, qf_msg *m)
 {
-    int err = qf_store_cancel_run(c->store, (int64_t)m->u.runref.run_id, now_s());
+    int err = qf_store_cancel_run(c->store, (int64_t)m->u.runref.run_id, qf_time_real());
     reply(c, p, m->id, err, err == QF_ENOENT ? "no such run" : NULL, m->u.runref.run_id, NULL);
     if (!err)
         logf_("run %" PRIu64 " cancelled", m->u.runref.run_id);
@@ -457,7 +489,7 @@ static void agent_gone(coord *c, peer *p, const char *reason)
     if (!c->o->quiet || strcmp(reason, "said goodbye") != 0)
         logf_("%s %s", peer_label(p, lb, sizeof lb), reason);
     if (p->agent_id)
-        qf_store_agent_lost(c->store, p->agent_id, reason, now_s(), &released);
+        qf_store_agent_lost(c->store, p->agent_id, reason, qf_time_real(), &released);
     if (released) {
         logf_("%d job(s) of %s requeued", released, p->caps.name);
         queue_changed(c);
@@ -467,7 +499,7 @@ static void agent_gone(coord *c, peer *p, const char *reason)
 
 static void handle(coord *c, peer *p, qf_msg *m)
 {
-    p->last_seen = now_s();
+    p->last_seen = qf_time_mono();
     switch (m->type) {
     case QF_MSG_HELLO:
         on_hello(c, p, m);
@@ -476,6 +508,8 @@ static void handle(coord *c, peer *p, qf_msg *m)
         if (require_agent(c, p, m)) {
             qf_msg hb = { .type = QF_MSG_HEARTBEAT, .id = m->id };
             send_msg(c, p, &hb);
+            sync_running(c, p, m->u.heartbeat.running);
+            dispatch_to(c, p);
         }
         break;
     case QF_MSG_ACCEPT:
@@ -559,7 +593,7 @@ static bool receive_one(coord *c)
         zmq_msg_close(&frame);
         return true;
     }
-    qf_msg m;
+    qf_msg m = { 0 };
     char why[300] = "";
     int err = extra ? QF_EPROTO
                     : qf_wire_decode(zmq_msg_data(&frame), zmq_msg_size(&frame), &c->lim, &m,
@@ -572,12 +606,12 @@ static bool receive_one(coord *c)
         p->bad_frames++;
         logf_("bad frame from %s (%d of %d): %s", peer_label(p, lb, sizeof lb), p->bad_frames,
               QF_COORD_MAX_BAD, why);
-        send_error(c, p, 0, err, why);
+        send_error(c, p, m.id, err, why);   /* the envelope's id, when it could be read */
         if (p->bad_frames >= QF_COORD_MAX_BAD) {
             logf_("%s sent %d bad frames: ignoring it from now on", lb, p->bad_frames);
             if (p->agent_id) {
                 int released = 0;
-                qf_store_agent_lost(c->store, p->agent_id, "dropped for bad frames", now_s(),
+                qf_store_agent_lost(c->store, p->agent_id, "dropped for bad frames", qf_time_real(),
                                     &released);
                 p->agent_id = 0;
             }
@@ -585,6 +619,7 @@ static bool receive_one(coord *c)
         }
         return true;
     }
+    p->bad_frames = 0;          /* the budget is for garbage in a row */
     handle(c, p, &m);
     qf_msg_clear(&m);
     return true;
@@ -593,21 +628,25 @@ static bool receive_one(coord *c)
 /* The timer: lost agents, expired leases, and the jobs they free. */
 static void tick(coord *c)
 {
-    double now = now_s();
+    double mono = qf_time_mono();
     for (size_t i = 0; i < c->n_peers;) {
         peer *p = &c->peers[i];
-        if (p->agent_id && now - p->last_seen > 3.0 * c->hb_s) {
+        if (p->agent_id && mono - p->last_seen > 3.0 * c->hb_s) {
             agent_gone(c, p, "is lost (silent for 3 heartbeat intervals)");
             continue;     /* peer_remove moved another peer into slot i */
+        }
+        if (!p->agent_id && mono - p->last_seen > QF_COORD_PEER_IDLE_S) {
+            peer_remove(c, p);    /* a client done with us, or an ignored peer gone quiet */
+            continue;
         }
         i++;
     }
     int released = 0;
-    if (qf_store_expire_leases(c->store, now, &released) == 0 && released) {
+    if (qf_store_expire_leases(c->store, qf_time_real(), &released) == 0 && released) {
         logf_("%d expired lease(s) released", released);
         queue_changed(c);
     }
-    c->next_tick = now + c->hb_s / 2.0;
+    c->next_tick = mono + c->hb_s / 2.0;
 }
 
 /* Writes the bound endpoint for scripts and tests, atomically (temp file + rename), so a
@@ -672,10 +711,10 @@ int qf_coordinator_run(const qf_coord_opts *o)
             *o->ready = 1;
         if (!o->quiet)
             logf_("listening on %s, store %s", o->bind, o->db_path);
-        c.next_tick = now_s();
+        c.next_tick = qf_time_mono();
         while (!(o->stop && *o->stop)) {
             zmq_pollitem_t item = { .socket = c.sock, .events = ZMQ_POLLIN };
-            long wait_ms = (long)((c.next_tick - now_s()) * 1000.0);
+            long wait_ms = (long)((c.next_tick - qf_time_mono()) * 1000.0);
             if (wait_ms < 0)
                 wait_ms = 0;
             if (wait_ms > 100)
@@ -685,14 +724,14 @@ int qf_coordinator_run(const qf_coord_opts *o)
                 err = qf_errorf(QF_ENET, "coordinator: poll failed: %s", zmq_strerror(errno));
                 break;
             }
-            bool work = rc > 0 || now_s() >= c.next_tick || c.dispatch_all;
+            bool work = rc > 0 || qf_time_mono() >= c.next_tick || c.dispatch_all;
             if (work)
                 batch_begin(&c);
             /* drain a burst before the timer, so a flood does not starve the ticks */
             for (int n = 0; rc > 0 && n < BATCH_MAX; n++)
                 if (!receive_one(&c))
                     break;
-            if (now_s() >= c.next_tick)
+            if (qf_time_mono() >= c.next_tick)
                 tick(&c);
             if (c.dispatch_all)
                 dispatch_all(&c);
@@ -709,6 +748,62 @@ int qf_coordinator_run(const qf_coord_opts *o)
     if (!o->zmq_ctx)
         zmq_ctx_term(ctx);
     return err;
+}
+
+/* --- in a thread ---------------------------------------------------------------------------- */
+
+struct qf_coord_thread {
+    qf_coord_opts        *o;
+    volatile sig_atomic_t ready;
+    pthread_t             tid;
+    int                   rc;
+};
+
+static void *coord_thread_main(void *arg)
+{
+    qf_coord_thread *t = arg;
+    t->rc = qf_coordinator_run(t->o);
+    if (t->rc)
+        t->ready = -1;
+    return NULL;
+}
+
+int qf_coordinator_start(qf_coord_opts *o, qf_coord_thread **out)
+{
+    assert(o && o->stop && out);
+    qf_coord_thread *t = calloc(1, sizeof *t);
+    if (!t)
+        return QF_ENOMEM;
+    t->o = o;
+    o->ready = &t->ready;
+    if (pthread_create(&t->tid, NULL, coord_thread_main, t) != 0) {
+        free(t);
+        return qf_errorf(QF_ENOMEM, "cannot start the coordinator thread");
+    }
+    for (int i = 0; t->ready == 0 && i < 5000; i++)
+        usleep(1000);
+    if (t->ready != 1) {
+        *o->stop = 1;
+        pthread_join(t->tid, NULL);
+        int err = t->rc ? t->rc : qf_errorf(QF_ETIMEDOUT, "the coordinator did not start");
+        free(t);
+        return err;
+    }
+    *out = t;
+    return 0;
+}
+
+int qf_coordinator_join(qf_coord_thread **tp)
+{
+    qf_coord_thread *t = *tp;
+    if (!t)
+        return 0;
+    *t->o->stop = 1;
+    pthread_join(t->tid, NULL);
+    int rc = t->rc;
+    free(t);
+    *tp = NULL;
+    return rc;
 }
 
 /* --- qfleet coordinator --------------------------------------------------------------------- */

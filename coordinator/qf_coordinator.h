@@ -27,6 +27,15 @@ typedef struct qf_coord_opts {
 } qf_coord_opts;
 
 int qf_coordinator_run(const qf_coord_opts *o);
+
+/* The same loop in a thread of this process (`qfleet run`, `qfleet bench --op fleet`): starts it
+ * and waits, at most 5 s, until it listens. o (and what it points to) must outlive the thread;
+ * o->ready is set by this call. Caller owns *out (qf_coordinator_join). */
+typedef struct qf_coord_thread qf_coord_thread;
+int qf_coordinator_start(qf_coord_opts *o, qf_coord_thread **out);
+
+/* Sets *o->stop, waits for the loop to end, frees *t; returns the loop's result. NULL-safe. */
+int qf_coordinator_join(qf_coord_thread **t);
 int qf_coordinator_main(int argc, char **argv);
 
 #endif

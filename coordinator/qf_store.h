@@ -84,6 +84,11 @@ int qf_store_lease_next(qf_store *s, int64_t agent_id, const qf_agent_caps *caps
 int qf_store_renew(qf_store *s, int64_t job_id, uint32_t attempt, int64_t agent_id,
                    double deadline);
 
+/* Hands a live lease back without counting the attempt (the agent had no free slot: not the
+ * job's fault). QF_EEXIST if the lease is no longer this attempt's. */
+int qf_store_unlease(qf_store *s, int64_t job_id, uint32_t attempt, int64_t agent_id,
+                     double now);
+
 /* Stores a result. status OK: the job is done and the result kept (with samples).
  * Other statuses: the attempt is recorded as failed and the job requeued or failed.
  * QF_EEXIST: not the live lease (duplicate, late, cancelled): acknowledge and ignore. */

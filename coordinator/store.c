@@ -152,7 +152,7 @@ enum stmt_id {
     S_BEGIN, S_BEGIN_READ, S_COMMIT, S_ROLLBACK, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO,
     S_RUN_INSERT, S_RUN_STATE, S_RUN_FINISH, S_RUN_FINISH_ALL, S_RUN_CANCEL, S_RUN_LIST,
     S_JOB_INSERT, S_QUEUE_HEAD, S_QUEUE_FIRST_SELECTOR, S_QUEUE_NEXT_SELECTOR, S_QUEUE_BEST_OF,
-    S_JOB_GET, S_JOB_LEASE, S_JOB_SPOILED, S_JOB_RENEW, S_JOB_DONE, S_JOB_RETRY,
+    S_JOB_GET, S_JOB_LEASE, S_JOB_SPOILED, S_JOB_RENEW, S_JOB_UNLEASE, S_JOB_DONE, S_JOB_RETRY,
     S_JOB_COUNTS_RUN, S_JOB_COUNTS_ALL,
     S_RESULT_INSERT, S_ATTEMPT_INSERT,
     S_AGENT_FIND, S_AGENT_NAME, S_AGENT_INSERT, S_AGENT_UPDATE, S_AGENT_SEEN, S_AGENT_MARK,
@@ -220,6 +220,10 @@ static const struct { const char *name, *sql; } k_sql[S_COUNT] = {
         "error = ?2, updated_at = ?3 WHERE id = ?1" },
     [S_JOB_RENEW] = { "renew lease",
         "UPDATE OR FAIL jobs SET lease_deadline = ?4 "
+        "WHERE id = ?1 AND state = 'leased' AND attempt = ?2 AND agent_id = ?3" },
+    [S_JOB_UNLEASE] = { "hand a lease back",
+        "UPDATE OR FAIL jobs SET state = 'queued', attempt = attempt - 1, agent_id = NULL, "
+        "lease_deadline = NULL, updated_at = ?4 "
         "WHERE id = ?1 AND state = 'leased' AND attempt = ?2 AND agent_id = ?3" },
     [S_JOB_DONE] = { "finish job",
         "UPDATE OR FAIL jobs SET state = 'done', lease_deadline = NULL, error = NULL, "
@@ -834,6 +838,22 @@ int qf_store_renew(qf_store *s, int64_t job_id, uint32_t attempt, int64_t agent_
     bind_dbl(st, 4, deadline);
     /* one statement: autocommit is its transaction */
     int err = exec_stmt(s, S_JOB_RENEW);
+    if (!err && sqlite3_changes(s->db) == 0)
+        err = QF_EEXIST;
+    return err;
+}
+
+int qf_store_unlease(qf_store *s, int64_t job_id, uint32_t attempt, int64_t agent_id,
+                     double now)
+{
+    assert(s);
+    sqlite3_stmt *st = stmt(s, S_JOB_UNLEASE);
+    bind_i64(st, 1, job_id);
+    bind_i64(st, 2, attempt);
+    bind_i64(st, 3, agent_id);
+    bind_dbl(st, 4, now);
+    /* one statement: autocommit (or the batch's savepoint-free statement) is its transaction */
+    int err = exec_stmt(s, S_JOB_UNLEASE);
     if (!err && sqlite3_changes(s->db) == 0)
         err = QF_EEXIST;
     return err;

@@ -186,6 +186,8 @@ expect_usage "agent without --connect" agent
 expect_usage "agent with a bad endpoint" agent --connect nonsense
 expect_usage "agent --slots 0" agent --connect tcp://127.0.0.1:1 --slots 0
 expect_usage "bench --op fleet --agents 0" bench --op fleet --agents 0
+expect_ok "bench --op fleet (small)" bench --op fleet --agents 3 --jobs 60 --json
+json_valid "bench --op fleet --json is valid JSON" "$tmp/out"
 qf coordinator --bind bogus://nowhere --db "$tmp/c.db"
 check "coordinator with an unusable endpoint fails cleanly" "exit status $rc, expected 1" \
     [ "$rc" -eq 1 ]

@@ -398,6 +398,32 @@ static void test_hanging_job_killed_agent_keeps_serving(void **state)
     fleet_down(&f);
 }
 
+/* Two live agents with one name would take each other's place on every HELLO: the second is
+ * refused and exits with a message, the first goes on serving. */
+static void test_second_agent_with_same_name_refused(void **state)
+{
+    (void)state;
+    fleet f;
+    fleet_up(&f, 1);                                 /* agent-0 */
+    start_agent(&f, "agent-0", "1");                 /* the same name again */
+    pid_t dup = f.agents[1];
+    double end = mono_s() + 15.0;
+    int st = 0;
+    while (waitpid(dup, &st, WNOHANG) == 0) {
+        if (mono_s() > end)
+            fail_msg("the second agent-0 was not refused within 15 s (see %s/log)", f.dir);
+        usleep(20000);
+    }
+    f.agents[1] = 0;
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) != 0);
+    char suite[400];
+    write_suite(&f, "small", k_small_suite, suite, sizeof suite);
+    assert_int_equal(submit(&f, suite, 1), 0);
+    assert_all_done_once(&f, 10);
+    assert_int_equal(db_int(&f, "SELECT count(*) FROM agents"), 1);
+    fleet_down(&f);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -407,6 +433,7 @@ int main(void)
         cmocka_unit_test(test_coordinator_killed_and_restarted),
         cmocka_unit_test(test_malformed_frames_get_errors),
         cmocka_unit_test(test_hanging_job_killed_agent_keeps_serving),
+        cmocka_unit_test(test_second_agent_with_same_name_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

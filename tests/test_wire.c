@@ -573,7 +573,8 @@ static void test_missing_keys(void **state)
             edit e = { keys[i], EDIT_DROP, NULL };
             char needle[64];
             snprintf(needle, sizeof needle, "body.%.31s: missing", keys[i]);
-            if (t == QF_MSG_BYE && strcmp(keys[i], "code") == 0)
+            if ((t == QF_MSG_BYE && strcmp(keys[i], "code") == 0) ||
+                (t == QF_MSG_REJECT && strcmp(keys[i], "busy") == 0))
                 continue; /* optional: checked below */
             expect_edit_refused(t, &e, QF_EPROTO, needle);
         }
@@ -587,6 +588,29 @@ static void test_missing_keys(void **state)
         snprintf(needle, sizeof needle, "body.spec.%s: missing", spec_keys[i]);
         edit e = { path, EDIT_DROP, NULL };
         expect_edit_refused(QF_MSG_JOB, &e, QF_EPROTO, needle);
+    }
+    /* REJECT's busy is optional (an older agent does not send it): false when absent */
+    {
+        qf_msg r;
+        make_msg(QF_MSG_REJECT, &r);
+        r.u.jobref.busy = true;
+        void *rb;
+        size_t rlen;
+        encode_ok(&r, &rb, &rlen);
+        char *nob;
+        size_t nob_len;
+        edit eb = { "busy", EDIT_DROP, NULL };
+        rebuild(rb, rlen, &eb, &nob, &nob_len);
+        qf_wire_limits l2 = qf_wire_default_limits();
+        qf_msg rback;
+        char rwhy[256] = "";
+        if (qf_wire_decode(nob, nob_len, &l2, &rback, rwhy, sizeof rwhy) != 0)
+            fail_msg("REJECT without busy refused: %s", rwhy);
+        assert_false(rback.u.jobref.busy);
+        qf_msg_clear(&rback);
+        free(rb);
+        free(nob);
+        qf_msg_clear(&r);
     }
     /* BYE's code is optional */
     qf_msg m;

@@ -1,0 +1,328 @@
+/* test_cuda.c - the CUDA backend (kernels/cuda) against the C reference kernels.
+ *
+ * Without a usable GPU the program says why on one line and exits 77, which CTest reports as
+ * skipped (after checking that the API answers QF_EUNSUP rather than crashing). On a GPU, for
+ * every format the backend has and several shapes up to 4096 x 14336 (rows of every byte
+ * alignment, partial tiles, one row), each check draws fresh random weights and activations
+ * (seed printed; QF_TEST_SEED=N repeats a run), quantizes them with the C reference, poisons
+ * the device output with NaN and then checks:
+ *   dequantize: bit-exact against qf_dequantize (the same operations in the same order);
+ *   matvec:     NMSE <= 1e-10 against qf_matvec_ref (same 8-bit activations, so the same
+ *               integer sums; only the order of float additions differs), and NMSE <= 1e-3
+ *               against the exact product of the decoded weights with the float activations,
+ *               accumulated in double (what 8-bit activations cost, ~5e-5 on these inputs).
+ * NMSE is qf_metrics_compute's, so a single NaN makes it NaN, and NaN never passes. Then the
+ * error paths (unsupported format, bad shape, mismatched activations) and the timers.
+ * The large shape's reference quantization is most of the run time (tens of seconds).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "qf_cuda.h"
+#include "qf_err.h"
+#include "qf_formats.h"
+#include "qf_metrics.h"
+#include "qf_rng.h"
+
+#define NMSE_VS_REF    1e-10
+#define NMSE_VS_EXACT  1e-3
+
+typedef struct shape {
+    int64_t rows, cols;
+} shape;
+
+/* cols are multiples of 256 (every format's block); 1280 and 2816 leave partial tiles and,
+ * with the odd block sizes of int4 and int8_pc's row header, rows of every alignment. */
+static const shape k_shapes[] = {
+    { 1, 256 }, { 7, 512 }, { 33, 1280 }, { 130, 2816 }, { 4096, 14336 },
+};
+#define NSHAPES (sizeof k_shapes / sizeof k_shapes[0])
+
+static uint64_t g_seed;
+
+/* The formats to test: every one the backend claims (the backend's table is the truth). */
+static int cuda_formats(qf_format out[QF_FMT_COUNT])
+{
+    int n = 0;
+    for (int f = 0; f < QF_FMT_COUNT; f++)
+        if (qf_cuda_supports((qf_format)f))
+            out[n++] = (qf_format)f;
+    return n;
+}
+
+/* Fresh inputs per check: the seed mixes the run's seed with what the check is. */
+static void fill_weights(float *w, int64_t n, uint64_t salt)
+{
+    qf_rng r;
+    qf_rng_seed(&r, g_seed ^ (salt * UINT64_C(0x9e3779b97f4a7c15)));
+    /* LLM-like: a Gaussian body, a heavy tail, and one scale per 64 weights so blocks differ */
+    for (int64_t i = 0; i < n; i += 64) {
+        double scale = 0.02 * (0.25 + 2.0 * qf_rng_uniform(&r));
+        for (int64_t j = i; j < i + 64 && j < n; j++)
+            w[j] = (float)(scale * (qf_rng_uniform(&r) < 0.02 ? qf_rng_student_t(&r, 3)
+                                                               : qf_rng_normal(&r)));
+    }
+}
+
+static void fill_acts(float *x, int64_t n, uint64_t salt)
+{
+    qf_rng r;
+    qf_rng_seed(&r, g_seed ^ (salt * UINT64_C(0xd1b54a32d192ed03)) ^ 1);
+    for (int64_t i = 0; i < n; i++)
+        x[i] = (float)qf_rng_normal(&r);
+}
+
+static uint64_t salt_of(qf_format fmt, size_t shape_i, int kind)
+{
+    return ((uint64_t)fmt << 16 | (uint64_t)shape_i << 4 | (uint64_t)kind) + 1;
+}
+
+/* The host and device buffers of one check. */
+typedef struct check_bufs {
+    float *w, *x, *deq, *got, *yref;
+    void  *q;
+    void  *d_q, *d_x, *d_out;
+    qf_cuda_act *act;
+} check_bufs;
+
+static void bufs_free(check_bufs *b)
+{
+    free(b->w);
+    free(b->x);
+    free(b->deq);
+    free(b->got);
+    free(b->yref);
+    free(b->q);
+    qf_cuda_free(&b->d_q);
+    qf_cuda_free(&b->d_x);
+    qf_cuda_free(&b->d_out);
+    qf_cuda_act_destroy(&b->act);
+}
+
+#define CUDA_OK(call)                                                                  \
+    do {                                                                               \
+        int rc_ = (call);                                                              \
+        if (rc_ != 0)                                                                  \
+            fail_msg("%s failed: %s (%s)", #call, qf_err_name(rc_), qf_cuda_last_error()); \
+    } while (0)
+
+/* Quantizes fresh weights for (fmt, shape) with the reference and uploads them. */
+static void prepare(qf_format fmt, size_t si, int kind, check_bufs *b)
+{
+    const shape s = k_shapes[si];
+    const size_t n = (size_t)s.rows * (size_t)s.cols;
+    const size_t bytes = qf_format_row_size(fmt, s.cols) * (size_t)s.rows;
+    memset(b, 0, sizeof *b);
+    b->w = malloc(n * sizeof(float));
+    b->deq = malloc(n * sizeof(float));
+    b->q = malloc(bytes);
+    assert_non_null(b->w);
+    assert_non_null(b->deq);
+    assert_non_null(b->q);
+    fill_weights(b->w, (int64_t)n, salt_of(fmt, si, kind));
+    assert_int_equal(qf_quantize(fmt, b->w, b->q, s.rows, s.cols), 0);
+    assert_int_equal(qf_dequantize(fmt, b->q, b->deq, s.rows, s.cols), 0);
+    CUDA_OK(qf_cuda_alloc(bytes, &b->d_q));
+    CUDA_OK(qf_cuda_upload(b->d_q, b->q, bytes));
+}
+
+static void check_dequantize(qf_format fmt, size_t si)
+{
+    const shape s = k_shapes[si];
+    const size_t n = (size_t)s.rows * (size_t)s.cols;
+    const char *name = qf_format_get(fmt)->name;
+    check_bufs b;
+    prepare(fmt, si, 1, &b);
+    b.got = malloc(n * sizeof(float));
+    assert_non_null(b.got);
+    CUDA_OK(qf_cuda_alloc(n * sizeof(float), &b.d_out));
+    CUDA_OK(qf_cuda_poison(b.d_out, n * sizeof(float)));
+    CUDA_OK(qf_cuda_dequantize(fmt, b.d_q, (float *)b.d_out, s.rows, s.cols));
+    CUDA_OK(qf_cuda_sync());
+    CUDA_OK(qf_cuda_download(b.got, b.d_out, n * sizeof(float)));
+    for (size_t i = 0; i < n; i++) {
+        if (memcmp(&b.got[i], &b.deq[i], sizeof(float)) != 0) {
+            float g = b.got[i], r = b.deq[i];
+            bufs_free(&b);
+            fail_msg("dequantize %s %" PRId64 "x%" PRId64 ": weight (%zu, %zu) is %a on the "
+                     "device, %a in the reference", name, s.rows, s.cols,
+                     i / (size_t)s.cols, i % (size_t)s.cols, (double)g, (double)r);
+        }
+    }
+    bufs_free(&b);
+}
+
+static void check_matvec(qf_format fmt, size_t si)
+{
+    const shape s = k_shapes[si];
+    const char *name = qf_format_get(fmt)->name;
+    check_bufs b;
+    prepare(fmt, si, 2, &b);
+    b.x = malloc((size_t)s.cols * sizeof(float));
+    b.got = malloc((size_t)s.rows * sizeof(float));
+    b.yref = malloc((size_t)s.rows * sizeof(float));
+    float *yexact = malloc((size_t)s.rows * sizeof(float));
+    assert_non_null(b.x);
+    assert_non_null(b.got);
+    assert_non_null(b.yref);
+    assert_non_null(yexact);
+    fill_acts(b.x, s.cols, salt_of(fmt, si, 3));
+
+    CUDA_OK(qf_cuda_alloc((size_t)s.cols * sizeof(float), &b.d_x));
+    CUDA_OK(qf_cuda_upload(b.d_x, b.x, (size_t)s.cols * sizeof(float)));
+    CUDA_OK(qf_cuda_alloc((size_t)s.rows * sizeof(float), &b.d_out));
+    CUDA_OK(qf_cuda_act_new(s.cols, &b.act));
+    CUDA_OK(qf_cuda_poison(b.d_out, (size_t)s.rows * sizeof(float)));
+    CUDA_OK(qf_cuda_matvec(fmt, b.d_q, (const float *)b.d_x, b.act, (float *)b.d_out,
+                           s.rows, s.cols));
+    CUDA_OK(qf_cuda_sync());
+    CUDA_OK(qf_cuda_download(b.got, b.d_out, (size_t)s.rows * sizeof(float)));
+
+    assert_int_equal(qf_matvec_ref(fmt, b.q, b.x, b.yref, s.rows, s.cols), 0);
+    for (int64_t r = 0; r < s.rows; r++) {
+        double acc = 0;
+        for (int64_t c = 0; c < s.cols; c++)
+            acc += (double)b.deq[r * s.cols + c] * (double)b.x[c];
+        yexact[r] = (float)acc;
+    }
+    qf_tensor_metrics vs_ref, vs_exact;
+    qf_metrics_compute(b.yref, b.got, s.rows, 0, &vs_ref);
+    qf_metrics_compute(yexact, b.got, s.rows, 0, &vs_exact);
+    float y0 = b.got[0], r0 = b.yref[0];
+    free(yexact);
+    bufs_free(&b);
+    if (s.rows == 4096)
+        printf("# matvec %-9s %" PRId64 "x%" PRId64 ": NMSE %.2e vs qf_matvec_ref, %.2e vs "
+               "exact\n", name, s.rows, s.cols, vs_ref.nmse, vs_exact.nmse);
+    if (!(vs_ref.nmse <= NMSE_VS_REF))
+        fail_msg("matvec %s %" PRId64 "x%" PRId64 ": NMSE %g against qf_matvec_ref (limit %g); "
+                 "y[0] = %g on the device, %g in the reference", name, s.rows, s.cols,
+                 vs_ref.nmse, NMSE_VS_REF, (double)y0, (double)r0);
+    if (!(vs_exact.nmse <= NMSE_VS_EXACT))
+        fail_msg("matvec %s %" PRId64 "x%" PRId64 ": NMSE %g against the exact product "
+                 "(limit %g)", name, s.rows, s.cols, vs_exact.nmse, NMSE_VS_EXACT);
+}
+
+/* ---- tests ------------------------------------------------------------------------------- */
+
+static void test_dequantize_exact(void **state)
+{
+    (void)state;
+    qf_format fmts[QF_FMT_COUNT];
+    int n = cuda_formats(fmts);
+    assert_int_equal(n, 14);
+    for (size_t si = 0; si < NSHAPES; si++)
+        for (int i = 0; i < n; i++)
+            check_dequantize(fmts[i], si);
+}
+
+static void test_matvec_nmse(void **state)
+{
+    (void)state;
+    qf_format fmts[QF_FMT_COUNT];
+    int n = cuda_formats(fmts);
+    for (size_t si = 0; si < NSHAPES; si++)
+        for (int i = 0; i < n; i++)
+            check_matvec(fmts[i], si);
+}
+
+static void test_rejects(void **state)
+{
+    (void)state;
+    void *d = NULL;
+    qf_cuda_act *a = NULL;
+    CUDA_OK(qf_cuda_alloc(4096, &d));
+    CUDA_OK(qf_cuda_act_new(512, &a));
+    assert_false(qf_cuda_supports(QF_FMT_F32));
+    assert_int_equal(qf_cuda_dequantize(QF_FMT_F32, d, d, 1, 32), QF_EINVAL);
+    assert_non_null(strstr(qf_cuda_last_error(), "f32"));
+    assert_int_equal(qf_cuda_dequantize(QF_FMT_Q4_K, d, d, 1, 128), QF_EINVAL);   /* < 256 */
+    assert_int_equal(qf_cuda_dequantize(QF_FMT_Q4_0, d, d, 0, 32), QF_EINVAL);
+    assert_int_equal(qf_cuda_act_new(33, &a), QF_EINVAL);
+    assert_null(a);
+    CUDA_OK(qf_cuda_act_new(512, &a));
+    /* activations quantized for q4_0 (q8_0) cannot feed q4_K (q8_K), nor another length */
+    CUDA_OK(qf_cuda_act_quantize(a, QF_FMT_Q4_0, (const float *)d, 512));
+    assert_int_equal(qf_cuda_matvec_q(QF_FMT_Q4_K, d, a, (float *)d, 1, 512), QF_EINVAL);
+    assert_int_equal(qf_cuda_matvec_q(QF_FMT_Q4_0, d, a, (float *)d, 1, 256), QF_EINVAL);
+    assert_int_equal(qf_cuda_act_quantize(a, QF_FMT_Q4_0, (const float *)d, 1024), QF_EINVAL);
+    CUDA_OK(qf_cuda_sync());
+    qf_cuda_act_destroy(&a);
+    qf_cuda_act_destroy(&a);     /* NULL-safe */
+    qf_cuda_free(&d);
+    qf_cuda_free(&d);
+    assert_null(d);
+}
+
+static void test_timer_and_copy(void **state)
+{
+    (void)state;
+    qf_cuda_timer *t = NULL;
+    void *a = NULL, *b = NULL;
+    const size_t bytes = 64u << 20;
+    CUDA_OK(qf_cuda_timer_new(2, &t));
+    CUDA_OK(qf_cuda_alloc(bytes, &a));
+    CUDA_OK(qf_cuda_alloc(bytes, &b));
+    CUDA_OK(qf_cuda_timer_mark(t, 0));
+    CUDA_OK(qf_cuda_copy(b, a, bytes));
+    CUDA_OK(qf_cuda_timer_mark(t, 1));
+    assert_int_equal(qf_cuda_timer_mark(t, 2), QF_EINVAL);
+    double secs = 0;
+    CUDA_OK(qf_cuda_timer_seconds(t, 0, 1, &secs));
+    if (!(secs > 0 && secs < 1))
+        fail_msg("a 64 MiB device copy took %g s", secs);
+    double gbps = 0;
+    CUDA_OK(qf_cuda_copy_bandwidth(bytes, 5, &gbps));
+    printf("# copy bandwidth (64 MiB, read + write): %.1f GB/s\n", gbps);
+    if (!(gbps > 10 && gbps < 100000))
+        fail_msg("copy bandwidth %g GB/s is not plausible", gbps);
+    qf_cuda_timer_destroy(&t);
+    qf_cuda_timer_destroy(&t);
+    qf_cuda_free(&a);
+    qf_cuda_free(&b);
+}
+
+int main(void)
+{
+    int count = 0;
+    int err = qf_cuda_device_count(&count);
+    if (err || count == 0) {
+        /* The API must say "unsupported" everywhere, not crash, when there is no GPU. */
+        void *d = NULL;
+        int alloc_err = qf_cuda_alloc(16, &d);
+        printf("test_cuda: SKIP: no usable CUDA device (%s)\n", qf_cuda_last_error());
+        if (err != QF_EUNSUP || alloc_err != QF_EUNSUP || d != NULL) {
+            printf("test_cuda: FAIL: without a device, expected QF_EUNSUP, got %s and %s\n",
+                   qf_err_name(err), qf_err_name(alloc_err));
+            return 1;
+        }
+        return 77;
+    }
+    qf_cuda_device_info info;
+    if (qf_cuda_device_query(&info) != 0) {
+        printf("test_cuda: FAIL: device query: %s\n", qf_cuda_last_error());
+        return 1;
+    }
+    const char *env = getenv("QF_TEST_SEED");
+    g_seed = env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL);
+    printf("# %s, cc %d.%d, %d SMs, driver %d, runtime %d; QF_TEST_SEED=%" PRIu64 "\n",
+           info.name, info.cc_major, info.cc_minor, info.sm_count, info.driver_version,
+           info.runtime_version, g_seed);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rejects),
+        cmocka_unit_test(test_timer_and_copy),
+        cmocka_unit_test(test_dequantize_exact),
+        cmocka_unit_test(test_matvec_nmse),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
