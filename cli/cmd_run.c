@@ -1,5 +1,6 @@
 /* cmd_run.c - `qfleet run SUITE`: the embedded default. A coordinator and one agent per local
- * device in one process, over ZeroMQ's inproc transport, then a summary table.
+ * device (today the CPU; GPU agents join as their backends reach the agent) in one process,
+ * over ZeroMQ's inproc transport, then a summary table.
  *
  * This is the distributed fleet folded into threads, not a shortcut around it: the coordinator
  * thread runs qf_coordinator_run with its SQLite store (a file in the current directory), each
@@ -178,9 +179,9 @@ static void usage(FILE *out)
 {
     fputs("usage: qfleet run SUITE [--db FILE] [--commit SHA] [--slots N] [--timeout SECONDS]\n"
           "\n"
-          "Run a suite on this machine: a coordinator and one agent per local device in one\n"
-          "process (the same code as the distributed fleet, over inproc), a progress bar, and\n"
-          "the summary table at the end. Results are kept in the SQLite store.\n"
+          "Run a suite on this machine: a coordinator and an agent for the CPU in one process\n"
+          "(the same code as the distributed fleet, over inproc), a progress bar, and the\n"
+          "summary table at the end. Results are kept in the SQLite store.\n"
           "\n"
           "  --db FILE          the store (default qfleet.db in the current directory)\n"
           "  --commit SHA       the commit under test (default: this build's, with its dirty flag)\n"

@@ -705,6 +705,8 @@ int qf_coordinator_run(const qf_coord_opts *o)
         return qf_errorf(QF_ENET, "coordinator: cannot create a ZeroMQ context");
     int err = qf_store_open(o->db_path, &c.store);
     if (!err)
+        err = qf_store_agents_unseen(c.store);
+    if (!err)
         err = open_socket(&c, ctx);
     if (!err) {
         if (o->ready)

@@ -68,6 +68,11 @@ int qf_store_agent_hello(qf_store *s, const char *name, uint64_t instance,
                          const char *fingerprint_json, const qf_agent_caps *caps, double now,
                          int64_t *agent_id, int *released);
 
+/* A coordinator starting up has heard from nobody yet: every agent the store calls online is
+ * marked lost until it says HELLO again (leases are kept: they end at their deadlines or when
+ * the agent comes back as another instance). */
+int qf_store_agents_unseen(qf_store *s);
+
 /* Marks the agent lost (silent too long) or gone (said BYE: reason "said goodbye", exactly);
  * releases its leases, each attempt recorded with "agent NAME: reason". QF_ENOENT for an
  * unknown agent_id. */

@@ -156,7 +156,7 @@ enum stmt_id {
     S_JOB_COUNTS_RUN, S_JOB_COUNTS_ALL,
     S_RESULT_INSERT, S_ATTEMPT_INSERT,
     S_AGENT_FIND, S_AGENT_NAME, S_AGENT_INSERT, S_AGENT_UPDATE, S_AGENT_SEEN, S_AGENT_MARK,
-    S_AGENT_LIST,
+    S_AGENT_LIST, S_AGENT_ALL_OFFLINE,
     S_REL_AGENT_ATTEMPTS, S_REL_AGENT_JOBS, S_REL_EXPIRED_ATTEMPTS, S_REL_EXPIRED_JOBS,
     S_CANCEL_ATTEMPTS, S_CANCEL_JOBS, S_RUN_RESULTS, S_AGENT_LEASES,
     S_COUNT
@@ -257,6 +257,8 @@ static const struct { const char *name, *sql; } k_sql[S_COUNT] = {
     [S_AGENT_SEEN] = { "touch agent",
         "UPDATE OR FAIL agents SET last_seen = ?2 WHERE id = ?1" },
     [S_AGENT_MARK] = { "mark agent", "UPDATE agents SET state = ?2 WHERE id = ?1" },
+    [S_AGENT_ALL_OFFLINE] = { "mark agents unseen",
+        "UPDATE agents SET state = 'lost' WHERE state = 'online'" },
     [S_AGENT_LIST] = { "list agents",
         "SELECT id, name, state, last_seen, arch, isa, backends, fingerprint_sha256 "
         "FROM agents ORDER BY name" },
@@ -1060,6 +1062,12 @@ int qf_store_agent_hello(qf_store *s, const char *name, uint64_t instance,
             *released = nreleased;
     }
     return err;
+}
+
+int qf_store_agents_unseen(qf_store *s)
+{
+    assert(s);
+    return exec_stmt(s, S_AGENT_ALL_OFFLINE);   /* one statement: its own transaction */
 }
 
 int qf_store_agent_lost(qf_store *s, int64_t agent_id, const char *reason, double now,
