@@ -452,6 +452,38 @@ static bool has_word(const char *list, const char *word)
     return false;
 }
 
+/* The names people write in suites next to the names machines report: `arch: arm64` is what
+ * Apple and Android call Linux's aarch64, and `isa: avx512` means the AVX-512 foundation
+ * (avx512f), `isa: neon` Arm's Advanced SIMD (asimd). Each pair matches both ways. */
+static const char *const k_aliases[][2] = {
+    { "arm64", "aarch64" }, { "amd64", "x86_64" }, { "avx512", "avx512f" }, { "neon", "asimd" },
+    { "dotprod", "asimddp" },
+};
+
+/* The other spelling of v, or NULL. */
+static const char *alias_of(const char *v)
+{
+    for (size_t i = 0; i < sizeof k_aliases / sizeof k_aliases[0]; i++) {
+        if (strcmp(v, k_aliases[i][0]) == 0)
+            return k_aliases[i][1];
+        if (strcmp(v, k_aliases[i][1]) == 0)
+            return k_aliases[i][0];
+    }
+    return NULL;
+}
+
+static bool word_or_alias(const char *words, const char *v)
+{
+    const char *a = alias_of(v);
+    return has_word(words, v) || (a && has_word(words, a));
+}
+
+static bool same_or_alias(const char *have, const char *v)
+{
+    const char *a = alias_of(v);
+    return strcmp(have, v) == 0 || (a && strcmp(have, a) == 0);
+}
+
 bool qf_selector_match(const char *selector, const qf_agent_caps *caps)
 {
     assert(selector && caps);
@@ -461,8 +493,8 @@ bool qf_selector_match(const char *selector, const qf_agent_caps *caps)
     while ((rc = next_term(&p, &key, val, NULL, 0)) == 1) {
         bool ok = false;
         switch ((enum sel_key)key) {
-        case SEL_ISA:     ok = has_word(caps->isa, val); break;
-        case SEL_ARCH:    ok = strcmp(caps->arch, val) == 0; break;
+        case SEL_ISA:     ok = word_or_alias(caps->isa, val); break;
+        case SEL_ARCH:    ok = same_or_alias(caps->arch, val); break;
         case SEL_BACKEND: ok = has_word(caps->backends, val); break;
         case SEL_NAME:    ok = fnmatch(val, caps->name, 0) == 0; break;
         case SEL_COUNT:   break;

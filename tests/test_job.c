@@ -389,12 +389,30 @@ static void test_selector(void **state)
         { "name=lab-* arch=aarch64 backend=cuda", false },
         { "gpu=1", false },         /* malformed selectors match nothing */
         { "arch=", false },
+        { "arch=arm64", true },     /* the names suites use for what Linux reports */
+        { "arch=amd64", false },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         bool got = qf_selector_match(cases[i].sel, &caps);
         if (got != cases[i].match)
             fail_msg("selector '%s': expected %s, got %s", cases[i].sel,
                      cases[i].match ? "match" : "no match", got ? "match" : "no match");
+    }
+    /* aliases work both ways: avx512 = avx512f, neon = asimd, arm64 = aarch64 */
+    const qf_agent_caps x86 = { .name = "lab-epyc", .arch = "x86_64",
+                                .isa = "avx2 avx512f fma", .backends = "cpu" };
+    const qf_agent_caps arm = { .name = "lab-rpi", .arch = "arm64", .isa = "asimd asimddp",
+                                .backends = "cpu" };
+    const struct { const qf_agent_caps *c; const char *sel; bool match; } alias[] = {
+        { &x86, "isa=avx512", true }, { &x86, "isa=avx512f", true }, { &x86, "arch=amd64", true },
+        { &x86, "isa=neon", false }, { &arm, "isa=neon", true }, { &arm, "isa=dotprod", true },
+        { &arm, "arch=aarch64", true }, { &arm, "isa=avx512", false },
+    };
+    for (size_t i = 0; i < sizeof alias / sizeof alias[0]; i++) {
+        bool got = qf_selector_match(alias[i].sel, alias[i].c);
+        if (got != alias[i].match)
+            fail_msg("selector '%s' on %s: expected %s, got %s", alias[i].sel, alias[i].c->name,
+                     alias[i].match ? "match" : "no match", got ? "match" : "no match");
     }
 
     const struct { const char *sel; const char *needle; } bad[] = {
