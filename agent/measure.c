@@ -24,6 +24,7 @@
  * Hot: run_rows is the loop every sample times; everything else runs once per format.
  */
 #include "qf_measure.h"
+#include "qf_pin.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -60,6 +61,7 @@ typedef struct pass {
 typedef struct worker {
     const pass *p;
     int64_t r0, r1;             /* rows [r0, r1) */
+    int index;                  /* thread i runs on core i (qf_pin_thread) */
 } worker;
 
 struct qf_measure {
@@ -563,6 +565,7 @@ static void run_rows(const pass *p, int64_t r0, int64_t r1)
 static void *worker_main(void *arg)
 {
     const worker *w = arg;
+    qf_pin_thread(w->index);
     run_rows(w->p, w->r0, w->r1);
     return NULL;
 }
@@ -571,6 +574,7 @@ static void *worker_main(void *arg)
 static int run_pass(const pass *p, int nthreads, const worker *workers, pthread_t *tids,
                     double *secs, char *why, size_t why_len)
 {
+    qf_pin_thread(0);   /* this thread measures too (rows of worker 0): on core 0 */
     double t0 = now_s();
     if (nthreads == 1) {
         run_rows(p, 0, p->rows);
@@ -651,6 +655,7 @@ int qf_measure_run(qf_measure *m, qf_format fmt, qf_measure_out *out, char *why,
             m->workers[i].p = &p;
             m->workers[i].r0 = s->rows * i / nthreads;
             m->workers[i].r1 = s->rows * (i + 1) / nthreads;
+            m->workers[i].index = i;
         }
         double secs;
         for (uint32_t i = 0; i < s->warmup && !err; i++)
