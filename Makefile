@@ -11,7 +11,8 @@ GGML_DIR    = $(abspath $(CACHE))/node-llama-cpp-linux-x64/bins/linux-x64
 
 DEB_PACKAGES = build-essential cmake pkg-config git python3 clang libclang-rt-14-dev \
                libjansson-dev libcmocka-dev libmsgpack-dev libzmq3-dev libsqlite3-dev \
-               libhwloc-dev libyaml-dev libsodium-dev sqlite3 npm
+               libhwloc-dev libyaml-dev libsodium-dev libcurl4-openssl-dev \
+               sqlite3 npm
 
 CMAKE_ARGS = -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQF_GGML_DIR=$(GGML_DIR)
 

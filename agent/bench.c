@@ -75,7 +75,8 @@ static void print_usage(FILE *out)
           "                  quantized weights read (default matvec)\n"
           "  --rows R        output channels, 1..1048576 (default 4096)\n"
           "  --cols C        input channels, a multiple of the format's block (default 4096)\n"
-          "  --threads N     split the rows across N threads, 1..512 (default 1)\n"
+          "  --threads N     split the rows across N threads, 1..512 (default 1); with\n"
+          "                  --backend cuda, the threads quantize the input before timing\n"
           "  --backend B     ref: the CPU reference kernels (default); cuda: the GPU (dequantize,\n"
           "                  matvec; timed with CUDA events, also prints %% of D2D copy\n"
           "                  bandwidth and the NMSE against the CPU reference)\n"
@@ -212,9 +213,9 @@ static int selected_formats(const bench_opts *o, qf_format fmts[QF_FMT_COUNT])
 static qf_measure_spec measure_spec(const bench_opts *o)
 {
     return (qf_measure_spec){
-        .backend = o->backend, .op = o->op, .rows = o->rows, .cols = o->cols, .threads = (int)o->threads,
-        .reps = (uint32_t)o->reps, .warmup = (uint32_t)o->warmup, .dist = o->dist,
-        .seed = o->seed,
+        .backend = o->backend, .op = o->op, .rows = o->rows, .cols = o->cols,
+        .threads = (int)o->threads, .reps = (uint32_t)o->reps, .warmup = (uint32_t)o->warmup,
+        .dist = o->dist, .seed = o->seed,
     };
 }
 

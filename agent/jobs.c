@@ -8,6 +8,12 @@
  * bytes of the generated input (little-endian), so two agents can prove they measured the same
  * tensor.
  *
+ * A job's dataset is a generator ("synth:<dist>") or a manifest ("manifest:NAME[/TENSOR]",
+ * resolve_dataset): synthetic manifests name a generator; tensor and model manifests are
+ * fetched into this machine's cache on first use (datasets/fetch.c) and their tensor checked
+ * against the job's shape, but measuring a file's tensor waits for the measurement core to
+ * take an input matrix, so those jobs end FAILED saying so.
+ *
  * noop does no work: status OK, one sample (the time of an empty pass, at least 1 ns), no
  * metrics, zero bytes, kernel "none", and an empty dataset_sha256 because no input is
  * generated. One sample rather than none keeps every OK result summarizable (a median of
@@ -33,8 +39,12 @@
 #include <sodium.h>
 
 #include "qf_err.h"
+#include "qf_fetch.h"
 #include "qf_formats.h"
+#include "qf_gguf.h"
+#include "qf_manifest.h"
 #include "qf_measure.h"
+#include "qf_safetensors.h"
 #include "qf_synth.h"
 
 #define SYNTH_PREFIX "synth:"
@@ -129,18 +139,153 @@ static int sha256_hex(const float *x, int64_t n, char hex[65])
     return 0;
 }
 
-/* ---- kinds -------------------------------------------------------------------------------- */
+/* ---- datasets ----------------------------------------------------------------------------- */
 
-/* The generator behind a validated "synth:<dist>" dataset name. */
-static qf_synth_dist dataset_dist(const char *dataset)
+/* A reason into why; vsnprintf, as messages are meant to be cut at the buffer's end. */
+__attribute__((format(printf, 3, 4)))
+static void setwhy(char *why, size_t why_len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, why_len, fmt, ap);
+    va_end(ap);
+}
+
+/* The generator behind a validated "synth:<dist>" name (or a synthetic manifest's). */
+static qf_synth_dist synth_dist(const char *generator)
 {
     qf_synth_dist d = QF_SYNTH_STUDENT_T;
-    assert(strncmp(dataset, SYNTH_PREFIX, strlen(SYNTH_PREFIX)) == 0);
-    int rc = qf_synth_dist_from_name(dataset + strlen(SYNTH_PREFIX), &d);
+    assert(strncmp(generator, SYNTH_PREFIX, strlen(SYNTH_PREFIX)) == 0);
+    int rc = qf_synth_dist_from_name(generator + strlen(SYNTH_PREFIX), &d);
     assert(rc == 0);
     (void)rc;
     return d;
 }
+
+/* rows x cols of a 2-D weight tensor named name in a GGUF or safetensors file, checked against
+ * the spec's shape. The tensor's values are not read here: see resolve_dataset. */
+static int tensor_shape(const qf_manifest *m, const char *path, const char *name,
+                        const qf_job_spec *spec, char *why, size_t why_len)
+{
+    int64_t rows = 0, cols = 0;
+    int nd = 0;
+    int err = 0;
+    if (m->format == QF_MANIFEST_FMT_GGUF) {
+        qf_gguf *g = NULL;
+        char gwhy[QF_JOB_ERROR_MAX];
+        if ((err = qf_gguf_open(path, &g, gwhy, sizeof gwhy)) != 0) {
+            setwhy(why, why_len, "%s", gwhy);
+            return err;
+        }
+        const qf_gguf_tensor *t = qf_gguf_find_tensor(g, name);
+        if (t) {
+            nd = (int)t->n_dims;
+            cols = t->dims[0];     /* ggml's ne[0]: the contiguous row */
+            rows = t->dims[1];
+        }
+        qf_gguf_close(&g);
+    } else {
+        qf_safetensors *st = NULL;
+        if ((err = qf_safetensors_open(path, &st)) != 0) {   /* it prints its own reason */
+            setwhy(why, why_len, "%s: not a valid safetensors file", path);
+            return err;
+        }
+        const qf_st_tensor *t = qf_safetensors_find(st, name);
+        if (t) {
+            nd = t->n_dims;
+            rows = nd == 2 ? t->shape[0] : 0;
+            cols = nd == 2 ? t->shape[1] : 0;
+        }
+        qf_safetensors_destroy(&st);
+    }
+    if (nd == 0) {
+        setwhy(why, why_len, "manifest %s: no tensor '%s' in %s", m->name, name, path);
+        return QF_ENOENT;
+    }
+    if (nd != 2) {
+        setwhy(why, why_len, "manifest %s: tensor '%s' has %d dimensions, not a 2-D weight "
+                 "matrix", m->name, name, nd);
+        return QF_ESHAPE;
+    }
+    if (rows != spec->rows || cols != spec->cols) {
+        setwhy(why, why_len, "manifest %s: tensor '%s' is %" PRId64 "x%" PRId64 ", the job's "
+                 "shape is %" PRId64 "x%" PRId64, m->name, name, rows, cols, spec->rows,
+                 spec->cols);
+        return QF_ESHAPE;
+    }
+    return 0;
+}
+
+/* What the job measures: a generator's distribution for "synth:<dist>" and synthetic
+ * manifests. A manifest of kind tensor or model is looked up in the manifest folder
+ * (qf_manifest_default_dir), fetched into this machine's cache if it is not there yet (the
+ * lock in fetch.c makes concurrent jobs wait for one download), and its tensor found and
+ * checked against the job's shape; measuring it is the part still missing (the measurement
+ * core generates its input and takes none), so such a job ends FAILED with that said. */
+static int resolve_dataset(const qf_job_spec *spec, qf_synth_dist *dist, char *why,
+                           size_t why_len)
+{
+    if (strncmp(spec->dataset, SYNTH_PREFIX, strlen(SYNTH_PREFIX)) == 0) {
+        *dist = synth_dist(spec->dataset);
+        return 0;
+    }
+    char name[QF_MANIFEST_NAME_MAX], tensor[QF_MANIFEST_TENSOR_MAX];
+    int err = qf_manifest_ref_parse(spec->dataset, name, tensor, why, why_len);
+    if (err)
+        return err;                 /* a validated spec never gets here */
+    qf_manifest m;
+    char mwhy[1024];
+    if ((err = qf_manifest_find(qf_manifest_default_dir(), name, &m, mwhy, sizeof mwhy))) {
+        setwhy(why, why_len, "dataset %s: %s", spec->dataset, mwhy);
+        return err;
+    }
+    switch (m.kind) {
+    case QF_MANIFEST_SYNTHETIC:
+        if (tensor[0]) {
+            setwhy(why, why_len, "dataset %s: a synthetic dataset has no tensor '%s'",
+                     spec->dataset, tensor);
+            return QF_EINVAL;
+        }
+        *dist = synth_dist(m.generator);
+        return 0;
+    case QF_MANIFEST_TEXT:
+    case QF_MANIFEST_CALIBRATION:
+        setwhy(why, why_len, "dataset %s: a %s dataset holds no weight matrix for %s",
+                 spec->dataset, qf_manifest_kind_name(m.kind), spec->kind);
+        return QF_EINVAL;
+    case QF_MANIFEST_TENSOR:
+    case QF_MANIFEST_MODEL:
+        break;
+    }
+    const char *tname = tensor[0] ? tensor : m.tensor;
+    if (!tname[0]) {
+        setwhy(why, why_len, "dataset %s: name the tensor to measure, as "
+                 "manifest:%s/TENSOR (the manifest has no default `tensor:`)", spec->dataset,
+                 m.name);
+        return QF_EINVAL;
+    }
+    qf_fetch_opts o;
+    qf_fetch_opts_default(&o);
+    o.progress = 0;
+    o.quiet = true;
+    qf_fetch_result fr;
+    char fwhy[1024];
+    if ((err = qf_fetch(&m, &o, &fr, fwhy, sizeof fwhy)) != 0) {
+        setwhy(why, why_len, "%s", fwhy);
+        return err;
+    }
+    char swhy[512];
+    if ((err = tensor_shape(&m, fr.path, tname, spec, swhy, sizeof swhy)) != 0) {
+        setwhy(why, why_len, "%s", swhy);
+        return err;
+    }
+    setwhy(why, why_len, "dataset %s: tensor '%s' (%" PRId64 "x%" PRId64 ") is in %s, but "
+             "the measurement core cannot take a file's tensor yet (qf_measure_spec has no "
+             "input matrix)", spec->dataset, tname, spec->rows, spec->cols, fr.path);
+    return QF_EUNSUP;
+}
+
+/* ---- kinds -------------------------------------------------------------------------------- */
 
 /* A validated spec measured with op through the measurement core. */
 static int run_op(const qf_job_spec *spec, qf_bench_op op, qf_job_result *out)
@@ -148,12 +293,14 @@ static int run_op(const qf_job_spec *spec, qf_bench_op op, qf_job_result *out)
     qf_format fmt;
     if (qf_format_from_name(spec->format, &fmt) != 0)
         return failed(out, "format: unknown format '%s'", spec->format);
+    char why[QF_JOB_ERROR_MAX - 64];
+    qf_synth_dist dist;
+    if (resolve_dataset(spec, &dist, why, sizeof why) != 0)
+        return failed(out, "%s", why);
     qf_measure_spec ms = {
         .op = op, .rows = spec->rows, .cols = spec->cols, .threads = (int)spec->threads,
-        .reps = spec->reps, .warmup = spec->warmup, .dist = dataset_dist(spec->dataset),
-        .seed = spec->seed,
+        .reps = spec->reps, .warmup = spec->warmup, .dist = dist, .seed = spec->seed,
     };
-    char why[QF_JOB_ERROR_MAX - 64];
     qf_measure *m = NULL;
     int err = qf_measure_new(&ms, &fmt, 1, &m, why, sizeof why);
     if (err)

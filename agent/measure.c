@@ -15,12 +15,14 @@
  * next to the O(rows x cols) pass, and leaving it out keeps the sample a pure weight read.
  * Each thread writes only its own rows of q, y or out, so passes need no locks.
  * The CUDA backend (built with QF_HAVE_CUDA) shares all of that except the pass: it uploads
- * the reference-quantized weights to the device, into as many copies as it takes to be four
- * times the L2 cache (each pass reads the next copy, so every pass reads DRAM as a one-shot
- * matvec would), quantizes the activations there once, and times each pass, one kernel
- * launch, between two CUDA events; after the timed passes it runs once more on poisoned output
- * and compares with the CPU reference (check_nmse). The device's copy bandwidth, the ceiling
- * the GB/s are compared with, is measured once per qf_measure, in qf_measure_new.
+ * the reference-quantized weights to the device (qf_cuda_weights: the same bytes, rearranged),
+ * into as many copies as it takes to be four times the L2 cache (each pass reads the next
+ * copy, so every pass reads DRAM as a one-shot matvec would; GB/s counts the C layout's bytes,
+ * which is what a pass reads), quantizes the activations there once, and times each pass, one
+ * kernel launch, between two CUDA events; after the timed passes it runs once more on
+ * poisoned output and compares with the CPU reference (check_nmse). The device's copy
+ * bandwidth, the ceiling the GB/s are compared with, is measured once per qf_measure, in
+ * qf_measure_new.
  * Hot: run_rows is the loop every sample times; everything else runs once per format.
  */
 #include "qf_measure.h"
@@ -308,20 +310,24 @@ static int cuda_setup(qf_measure *m, char *why, size_t why_len)
     uint64_t bytes = info.free_mem / 4 < CUDA_COPY_BYTES ? info.free_mem / 4 : CUDA_COPY_BYTES;
     if ((err = qf_cuda_copy_bandwidth((size_t)bytes, CUDA_COPY_REPS, &m->copy_gbps)) != 0)
         return cuda_fail(err, why, why_len, "measuring the copy bandwidth");
+    double launch_s = 0;
+    if ((err = qf_cuda_launch_overhead(CUDA_COPY_REPS * 5, &launch_s)) != 0)
+        return cuda_fail(err, why, why_len, "measuring an empty launch");
     char mem[32], l2[32];
     qf_measure_format_bytes(mem, sizeof mem, info.total_mem);
     qf_measure_format_bytes(l2, sizeof l2, info.l2_bytes);
     snprintf(m->device, sizeof m->device, "%s, cc %d.%d, %d SMs, %s, L2 %s, driver CUDA %d.%d, "
-             "runtime %d.%d", info.name, info.cc_major, info.cc_minor, info.sm_count, mem, l2,
+             "runtime %d.%d; D2D copy %.0f GB/s, an empty kernel %.1f us between events",
+             info.name, info.cc_major, info.cc_minor, info.sm_count, mem, l2,
              info.driver_version / 1000, info.driver_version % 1000 / 10,
-             info.runtime_version / 1000, info.runtime_version % 1000 / 10);
+             info.runtime_version / 1000, info.runtime_version % 1000 / 10, m->copy_gbps,
+             1e6 * launch_s);
     return 0;
 }
 
 /* What one CUDA run holds on the device. */
 typedef struct cuda_run {
-    void   *w;              /* ncopies copies of the weights, stride bytes apart */
-    size_t  stride;
+    qf_cuda_weights *w[CUDA_MAX_COPIES];   /* ncopies copies of the weights */
     int     ncopies;
     void   *x, *out;        /* f32 activations; f32 output (rows, or rows x cols) */
     size_t  out_bytes;
@@ -331,7 +337,8 @@ typedef struct cuda_run {
 
 static void cuda_run_free(cuda_run *r)
 {
-    qf_cuda_free(&r->w);
+    for (int c = 0; c < r->ncopies; c++)
+        qf_cuda_weights_destroy(&r->w[c]);
     qf_cuda_free(&r->x);
     qf_cuda_free(&r->out);
     qf_cuda_act_destroy(&r->act);
@@ -341,11 +348,11 @@ static void cuda_run_free(cuda_run *r)
 /* One pass: the op over every row of weight copy i. */
 static int cuda_pass(const qf_measure *m, qf_format fmt, const cuda_run *r, uint32_t i)
 {
-    const qf_measure_spec *s = &m->spec;
-    const void *w = (const char *)r->w + (size_t)(i % (uint32_t)r->ncopies) * r->stride;
-    if (s->op == QF_OP_MATVEC)
-        return qf_cuda_matvec_q(fmt, w, r->act, r->out, s->rows, s->cols);
-    return qf_cuda_dequantize(fmt, w, r->out, s->rows, s->cols);
+    (void)fmt;
+    const qf_cuda_weights *w = r->w[i % (uint32_t)r->ncopies];
+    if (m->spec.op == QF_OP_MATVEC)
+        return qf_cuda_matvec_q(w, r->act, r->out);
+    return qf_cuda_dequantize(w, r->out);
 }
 
 /* Uploads the quantized weights (m->q, bytes of them) and the activations. */
@@ -357,24 +364,22 @@ static int cuda_prepare(const qf_measure *m, qf_format fmt, uint64_t bytes, cuda
     int err = qf_cuda_device_query(&info);
     if (err)
         return cuda_fail(err, why, why_len, "device query");
-    r->stride = ((size_t)bytes + 255) & ~(size_t)255;
-    uint64_t want = (4 * info.l2_bytes + r->stride - 1) / r->stride;
-    uint64_t fit = info.free_mem / 2 / r->stride;
-    r->ncopies = (int)(want < 1 ? 1 : want > CUDA_MAX_COPIES ? CUDA_MAX_COPIES : want);
-    if ((uint64_t)r->ncopies > fit)
-        r->ncopies = fit > 0 ? (int)fit : 1;
+    const uint64_t stride = bytes + 4096;      /* the layout's alignment padding, roughly */
+    uint64_t want = (4 * info.l2_bytes + stride - 1) / stride;
+    uint64_t fit = info.free_mem / 2 / stride;
+    int ncopies = (int)(want < 1 ? 1 : want > CUDA_MAX_COPIES ? CUDA_MAX_COPIES : want);
+    if ((uint64_t)ncopies > fit)
+        ncopies = fit > 0 ? (int)fit : 1;
+    for (; r->ncopies < ncopies; r->ncopies++)
+        if ((err = qf_cuda_weights_new(fmt, m->q, s->rows, s->cols, &r->w[r->ncopies])) != 0)
+            return cuda_fail(err, why, why_len, "uploading the weights");
     r->out_bytes = sizeof(float) * (size_t)s->rows *
                    (s->op == QF_OP_MATVEC ? 1 : (size_t)s->cols);
-    if ((err = qf_cuda_alloc(r->stride * (size_t)r->ncopies, &r->w)) != 0 ||
-        (err = qf_cuda_alloc(sizeof(float) * (size_t)s->cols, &r->x)) != 0 ||
+    if ((err = qf_cuda_alloc(sizeof(float) * (size_t)s->cols, &r->x)) != 0 ||
         (err = qf_cuda_alloc(r->out_bytes, &r->out)) != 0)
         return cuda_fail(err, why, why_len, "allocating device memory");
-    for (int c = 0; c < r->ncopies && !err; c++)
-        err = qf_cuda_upload((char *)r->w + (size_t)c * r->stride, m->q, (size_t)bytes);
-    if (!err)
-        err = qf_cuda_upload(r->x, m->act, sizeof(float) * (size_t)s->cols);
-    if (err)
-        return cuda_fail(err, why, why_len, "uploading");
+    if ((err = qf_cuda_upload(r->x, m->act, sizeof(float) * (size_t)s->cols)) != 0)
+        return cuda_fail(err, why, why_len, "uploading the activations");
     if (s->op == QF_OP_MATVEC) {
         if ((err = qf_cuda_act_new(s->cols, &r->act)) != 0 ||
             (err = qf_cuda_act_quantize(r->act, fmt, r->x, s->cols)) != 0)
@@ -428,6 +433,7 @@ static int run_cuda(qf_measure *m, qf_format fmt, double *samples, qf_measure_ou
     const qf_measure_spec *s = &m->spec;
     cuda_run r = {0};
     int err = cuda_prepare(m, fmt, out->bytes, &r, why, why_len);
+    assert(err || qf_cuda_weights_bytes(r.w[0]) == out->bytes);
     for (uint32_t i = 0; i < s->warmup && !err; i++)
         if ((err = cuda_pass(m, fmt, &r, i)) != 0)
             cuda_fail(err, why, why_len, "a warm-up pass");
@@ -610,6 +616,18 @@ static const char *select_kernels(qf_format fmt, pass *p)
     return "ref";
 }
 
+/* Cuts the rows into the threads' contiguous shares of pass p. */
+static void set_workers(qf_measure *m, const pass *p)
+{
+    const int nthreads = m->spec.threads;
+    for (int i = 0; i < nthreads; i++) {
+        m->workers[i].p = p;
+        m->workers[i].r0 = m->spec.rows * i / nthreads;
+        m->workers[i].r1 = m->spec.rows * (i + 1) / nthreads;
+        m->workers[i].index = i;
+    }
+}
+
 int qf_measure_run(qf_measure *m, qf_format fmt, qf_measure_out *out, char *why, size_t why_len)
 {
     assert(m && out);
@@ -639,9 +657,22 @@ int qf_measure_run(qf_measure *m, qf_format fmt, qf_measure_out *out, char *why,
     out->throughput_bytes = s->op == QF_OP_QUANTIZE
                           ? (uint64_t)s->rows * (uint64_t)s->cols * sizeof(float) : out->bytes;
 
-    /* The shapes were checked above, so the reference quantizer cannot fail here. */
-    if (s->op != QF_OP_QUANTIZE)
+    /* The shapes were checked above, so the reference quantizer cannot fail here. A CUDA run
+     * times the device, so its input may be quantized by every thread (the K-quants' reference
+     * quantizers run at tens of MB/s): a quantize pass over the threads' shares. */
+    if (s->op != QF_OP_QUANTIZE && s->backend == QF_BACKEND_CUDA && s->threads > 1) {
+        pass qp = p;
+        double secs;
+        qp.op = QF_OP_QUANTIZE;
+        set_workers(m, &qp);
+        if ((err = run_pass(&qp, s->threads, m->workers, m->tids, &secs, why, why_len)) != 0) {
+            free(samples);
+            memset(out, 0, sizeof *out);
+            return err;
+        }
+    } else if (s->op != QF_OP_QUANTIZE) {
         err = qf_quantize(fmt, m->x, m->q, s->rows, s->cols);
+    }
     assert(err == 0);
     if (s->op == QF_OP_MATVEC)
         qf_format_get(t->act)->quantize_ref(m->act, m->xq, s->cols);
@@ -651,12 +682,7 @@ int qf_measure_run(qf_measure *m, qf_format fmt, qf_measure_out *out, char *why,
         err = run_cuda(m, fmt, samples, out, why, why_len);
     } else {
         int nthreads = s->threads;
-        for (int i = 0; i < nthreads; i++) {
-            m->workers[i].p = &p;
-            m->workers[i].r0 = s->rows * i / nthreads;
-            m->workers[i].r1 = s->rows * (i + 1) / nthreads;
-            m->workers[i].index = i;
-        }
+        set_workers(m, &p);
         double secs;
         for (uint32_t i = 0; i < s->warmup && !err; i++)
             err = run_pass(&p, nthreads, m->workers, m->tids, &secs, why, why_len);

@@ -42,8 +42,10 @@ static const command k_commands[] = {
     { "status",      "show a coordinator's queue, agents and progress", qf_cmd_status },
     { "report",      "write the HTML, CSV and Markdown report of stored results",    NULL },
     { "compare",     "compare two commits' results, flagging significant changes",   NULL },
-    { "quantize",    "quantize a GGUF or safetensors model to a format",             NULL },
-    { "dataset",     "fetch, verify and list datasets",                              NULL },
+    { "quantize",    "quantize a GGUF model or a Hugging Face llama checkpoint to GGUF",
+                     qf_cmd_quantize },
+    { "dataset",     "fetch, verify and list datasets",
+                     qf_cmd_dataset },
 };
 
 #define N_COMMANDS (sizeof k_commands / sizeof k_commands[0])

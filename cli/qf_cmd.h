@@ -15,5 +15,7 @@ int qf_cmd_cancel(int argc, char **argv);
 int qf_cmd_run(int argc, char **argv);
 int qf_cmd_bench(int argc, char **argv);
 int qf_bench_fleet_main(int argc, char **argv);
+int qf_cmd_dataset(int argc, char **argv);
+int qf_cmd_quantize(int argc, char **argv);
 
 #endif

@@ -27,6 +27,7 @@
 
 #include "qf_err.h"
 #include "qf_formats.h"
+#include "qf_manifest.h"
 #include "qf_synth.h"
 
 /* The job kinds a spec may name. agent/jobs.c holds the runnable table; a test there checks
@@ -95,6 +96,9 @@ static int64_t format_col_multiple(qf_format fmt)
     return m;
 }
 
+/* A generator ("synth:<dist>"), or a manifest reference ("manifest:NAME[/TENSOR]") checked
+ * for syntax only: whether the manifest exists is the agent's to find out (it has the folder
+ * and the cache; the coordinator may have neither). */
 static int check_dataset(const char *name, char *why, size_t why_len)
 {
     size_t plen = strlen(SYNTH_PREFIX);
@@ -103,8 +107,15 @@ static int check_dataset(const char *name, char *why, size_t why_len)
             if (strcmp(name + plen, qf_synth_dist_name((qf_synth_dist)d)) == 0)
                 return 0;
     }
+    if (strncmp(name, QF_MANIFEST_REF_PREFIX, strlen(QF_MANIFEST_REF_PREFIX)) == 0) {
+        char mwhy[QF_JOB_ERROR_MAX];
+        if (qf_manifest_ref_parse(name, NULL, NULL, mwhy, sizeof mwhy) == 0)
+            return 0;
+        return failf(QF_EINVAL, why, why_len, "dataset: %s", mwhy);
+    }
     return failf(QF_EINVAL, why, why_len, "dataset: unknown dataset '%s' (expected "
-                 "synth:gaussian, synth:laplace or synth:student-t)", name);
+                 "synth:gaussian, synth:laplace, synth:student-t or manifest:NAME[/TENSOR])",
+                 name);
 }
 
 static int check_range(const char *field, int64_t v, int64_t lo, int64_t hi, char *why,

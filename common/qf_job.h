@@ -35,7 +35,8 @@ typedef struct qf_job_spec {
     char     kind[QF_JOB_KIND_MAX];        /* a row of the job-kind table: quantize, dequantize,
                                               matvec, noop */
     char     format[QF_JOB_FORMAT_MAX];    /* a format name from the format table; "" for noop */
-    char     dataset[QF_JOB_DATASET_MAX];  /* "synth:student-t", "synth:gaussian", "synth:laplace" */
+    char     dataset[QF_JOB_DATASET_MAX];  /* "synth:student-t", "synth:gaussian", "synth:laplace",
+                                              or "manifest:NAME[/TENSOR]" (datasets/NAME.yaml) */
     int64_t  rows, cols;
     uint32_t reps, warmup, threads;
     uint64_t seed;

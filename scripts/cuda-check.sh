@@ -8,13 +8,17 @@
 # test_cuda (every format: dequantize bit-exact, matvec NMSE against the CPU reference); run
 # `qfleet bench --backend cuda --op matvec --format all` at 4096 x 14336 (n = 1), which times
 # each pass with CUDA events after warm-up and prints GB/s of weight bytes and the % of the
-# device-to-device copy bandwidth it measured in the same run; print the table last.
+# device-to-device copy bandwidth it measured in the same run; the same on a matrix four times
+# taller (per-launch overhead versus steady rate); print the table last.
 # Build mode: the full project when pkg-config finds every fleet dependency (qfleet bench),
 # else QF_CUDA_ONLY (kernels + CUDA backend + qfleet-bench + test_cuda, which need only
-# jansson and cmocka, taken from build-cudadeps/ when the machine lacks them: unpacked
-# libjansson-dev, libjansson4, libcmocka-dev, libcmocka0 .deb files; see docs/performance.md).
+# jansson and cmocka, taken from build-cudadeps/ when the machine lacks them). build-cudadeps/
+# (ignored by git) is made once on a Debian/Ubuntu x86-64 machine and carried to the GPU one:
+#   mkdir -p /tmp/debs build-cudadeps && (cd /tmp/debs && apt-get download libjansson-dev \
+#     libjansson4 libcmocka-dev libcmocka0) &&
+#   for f in /tmp/debs/*.deb; do dpkg -x "$f" build-cudadeps; done
 # Logs and the benchmark table go to $OUT when it is set (the device tool's folder), else to
-# build-cuda-check/.
+# build-cuda-check/. Results: docs/performance.md, "CUDA (H100)".
 set -euo pipefail
 
 mode=auto run_test=1 reps=200 rows=4096 cols=14336
@@ -26,7 +30,7 @@ while [ $# -gt 0 ]; do
         --reps) reps="$2"; shift ;;
         --rows) rows="$2"; shift ;;
         --cols) cols="$2"; shift ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "cuda-check.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -83,6 +87,16 @@ if [ "$run_test" = 1 ]; then
 fi
 
 echo "== bench"
+# The same kernels on a matrix 4x taller (Gaussian weights, the quicker generator): how much
+# of the gap to the copy bandwidth is per-launch cost (launch, ramp, tail), which a larger
+# matrix amortizes, rather than the kernel's steady rate. --threads: the CPU's reference
+# quantization of the input, before anything is timed.
+threads=$(nproc)
+echo "== 4x taller"
+$bench --backend cuda --op matvec --format all --rows $((4 * rows)) --cols "$cols" \
+    --reps "$reps" --warmup 20 --dist gaussian --threads "$threads" | tee "$out/bench-tall.txt" ||
+    status=1
+echo "== bench (the table)"
 $bench --backend cuda --op matvec --format all --rows "$rows" --cols "$cols" --reps "$reps" \
-    --warmup 20 | tee "$out/bench.txt" || status=1
+    --warmup 20 --threads "$threads" | tee "$out/bench.txt" || status=1
 exit $status

@@ -1,26 +1,25 @@
-/* kernels.cu - the CUDA backend's kernels and their launchers: dequantize, the activation
- * quantizers (q8_0, q8_1, q8_K) and matvec, for every format in formats.cuh.
+/* kernels.cu - the CUDA backend's kernels and their launchers: the upload repack, dequantize,
+ * the activation quantizers (q8_0, q8_1, q8_K) and matvec, for every format in formats.cuh.
  *
- * Matvec (n = 1, decode-like) is bound by reading the weights once, so its kernel is built to
- * keep DRAM busy: one warp per row, eight rows per block. A warp walks its row in tiles of
- * 32 * U groups of 32 weights (whole format blocks, about 2 KiB): it loads the tile with 16-byte
- * coalesced loads (streaming, so the weights do not evict the activations from the caches),
- * stages it in shared memory, and while it decodes that tile from shared memory the loads of
- * the next tile are already in flight (register double buffering). Lane l takes groups l,
- * l + 32, ... of the tile, so the lanes' activation reads are coalesced too; blocks of any byte
- * alignment are read from shared memory with aligned words and funnel shifts (formats.cuh).
- * The row's float partial sums are added with warp shuffles. The activations are quantized once
- * per matvec by a small kernel into the layout of qfc::act_view (int8 values, 16-byte aligned,
- * plus per-32 scales and sums), bit for bit what the C reference quantizers produce.
- * Dequantize is one thread per group of 32, reading the blocks straight from global memory; it
- * is a correctness tool and a building block, not a timed target.
+ * Upload (qf_cuda_weights_new) copies the C quantizers' bytes to the device and rearranges them
+ * once into one array per block field (formats.cuh says why), the same bytes in all.
+ * Matvec (n = 1, decode-like) is bound by reading the weights once, so its kernel keeps DRAM
+ * busy with little else: one warp per row, eight rows per block, lane l taking the row's
+ * groups of 32 weights l, l + 32, ...; each lane first issues the aligned 16-byte loads of its U
+ * next groups (weights streamed past the caches, activations through the read-only path, both
+ * coalesced across the warp since neighbouring lanes read neighbouring blocks), then decodes
+ * them with dp4a, and the row's float partial sums are added with warp shuffles at the end.
+ * The activations are quantized once per matvec by a small kernel into 48-byte records per 32
+ * values (formats.cuh: act_rec), bit for bit what the C reference quantizers produce.
+ * Dequantize is one thread per group; a correctness tool and a building block, not timed.
  *
- * Which format runs which kernel is one table (k_ops) built from the format structs; nothing
- * else here switches on the format. All launches go to the legacy default stream.
+ * Which format runs which kernels is one table (k_ops) built from the format structs; nothing
+ * else here switches on the weight format. All launches go to the legacy default stream.
  */
 #include "cuda_util.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "formats.cuh"
 #include "qf_err.h"
@@ -29,12 +28,53 @@ namespace qfc {
 
 constexpr int MV_WARPS = 8;          /* rows (warps) per matvec block */
 
-/* ---- dequantize ---------------------------------------------------------------------------- */
+/* Where the repack writes: the mutable twin of soa. */
+struct soa_out {
+    uint8_t *f[MAX_FIELDS];
+    uint8_t *rowhdr;
+};
+
+/* A format's field table as a kernel parameter (device code cannot index a host constexpr
+ * array at run time). */
+struct field_table {
+    int n;
+    field f[MAX_FIELDS];
+};
+
+/* ---- repack, dequantize ---------------------------------------------------------------------- */
+
+/* One thread per (block, field): copies the field's bytes from the C layout to its array. */
+template <class F>
+__global__ void __launch_bounds__(256) repack_kernel(const uint8_t *__restrict__ aos,
+                                                     size_t row_bytes, int64_t blocks_per_row,
+                                                     int64_t nblocks, field_table ft,
+                                                     soa_out out)
+{
+    const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i >= nblocks * ft.n)
+        return;
+    const int64_t bi = i / ft.n;
+    const int f = (int)(i % ft.n);
+    const int64_t row = bi / blocks_per_row, k = bi % blocks_per_row;
+    const uint8_t *src = aos + row * row_bytes + F::HDR + k * F::B + ft.f[f].off;
+    uint8_t *dst = out.f[f] + bi * ft.f[f].size;
+    for (int b = 0; b < ft.f[f].size; b++)
+        dst[b] = src[b];
+}
+
+/* int8_pc's per-row scale, the 4 bytes before each C row, to an array of its own. */
+__global__ void rowhdr_kernel(const uint8_t *__restrict__ aos, size_t row_bytes, int64_t nrows,
+                              uint8_t *out)
+{
+    const int64_t row = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (row < nrows)
+        for (int b = 0; b < 4; b++)
+            out[row * 4 + b] = aos[row * row_bytes + b];
+}
 
 template <class F>
-__global__ void __launch_bounds__(256) dequant_kernel(const uint8_t *__restrict__ w,
-                                                      size_t row_bytes, int ngroups,
-                                                      int64_t total, float *__restrict__ out)
+__global__ void __launch_bounds__(256) dequant_kernel(soa s, int ngroups, int64_t total,
+                                                      float *__restrict__ out)
 {
     const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (i >= total)
@@ -42,9 +82,10 @@ __global__ void __launch_bounds__(256) dequant_kernel(const uint8_t *__restrict_
     constexpr int GPB = F::QK / 32;
     const int64_t row = i / ngroups;
     const int g = (int)(i % ngroups);
-    const uint8_t *rowp = w + row * row_bytes;
+    typename F::raw r;
+    F::load(s, row * (ngroups / GPB) + g / GPB, g % GPB, r);
     float y[32];
-    F::dequant(rowp + F::HDR + (size_t)(g / GPB) * F::B, g % GPB, F::row_scale(rowp), y);
+    F::dequant(r, g % GPB, F::row_scale(s, row), y);
     float4 *o = reinterpret_cast<float4 *>(out + i * 32);
 #pragma unroll
     for (int j = 0; j < 8; j++)
@@ -52,13 +93,6 @@ __global__ void __launch_bounds__(256) dequant_kernel(const uint8_t *__restrict_
 }
 
 /* ---- activations --------------------------------------------------------------------------- */
-
-/* Where a quantizer writes: the mutable twin of act_view. */
-struct act_out {
-    int8_t *q;
-    float  *d, *s;
-    int2   *sum;
-};
 
 __device__ __forceinline__ float warp_max(float v)
 {
@@ -87,7 +121,7 @@ __device__ __forceinline__ float f16_round(float v)
  * from the unrounded d. */
 template <bool Q81>
 __global__ void __launch_bounds__(256) act_q8_kernel(const float *__restrict__ x, int nblocks,
-                                                     act_out a)
+                                                     act_rec *out)
 {
     const int blk = (int)((blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32);
     const int lane = threadIdx.x % 32;
@@ -98,13 +132,14 @@ __global__ void __launch_bounds__(256) act_q8_kernel(const float *__restrict__ x
     const float d = __fdiv_rn(amax, 127.0f);
     const float id = d != 0.0f ? __fdiv_rn(1.0f, d) : 0.0f;
     const int q = (int)roundf(__fmul_rn(v, id));
-    a.q[32 * (size_t)blk + lane] = (int8_t)q;
+    out[blk].q[lane] = (int8_t)q;
     const int hs = half_sum(q);
     const int hs_hi = __shfl_sync(0xffffffffu, hs, 16);
     if (lane == 0) {
-        a.d[blk] = f16_round(d);
-        a.s[blk] = Q81 ? f16_round(__fmul_rn((float)(hs + hs_hi), d)) : 0.0f;
-        a.sum[blk] = make_int2(hs, hs_hi);
+        out[blk].d = f16_round(d);
+        out[blk].s = Q81 ? f16_round(__fmul_rn((float)(hs + hs_hi), d)) : 0.0f;
+        out[blk].s0 = hs;
+        out[blk].s1 = hs_hi;
     }
 }
 
@@ -118,7 +153,7 @@ __device__ __forceinline__ int nearest(float v)
  * magnitude (the first one on ties) maps to -127, d = 1 / iscale in float, 16-sums. Lane l
  * holds values l + 32 k, so group k of the super-block is the warp's k-th register. */
 __global__ void __launch_bounds__(256) act_q8_K_kernel(const float *__restrict__ x, int nsuper,
-                                                       act_out a)
+                                                       act_rec *out)
 {
     const int sb = (int)((blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32);
     const int lane = threadIdx.x % 32;
@@ -154,13 +189,15 @@ __global__ void __launch_bounds__(256) act_q8_K_kernel(const float *__restrict__
 #pragma unroll
     for (int k = 0; k < 8; k++) {
         const int q = amax != 0.0f ? min(nearest(__fmul_rn(iscale, v[k])), 127) : 0;
-        a.q[256 * (size_t)sb + lane + 32 * k] = (int8_t)q;
+        act_rec *rec = out + 8 * (size_t)sb + k;
+        rec->q[lane] = (int8_t)q;
         const int hs = half_sum(q);
         const int hs_hi = __shfl_sync(0xffffffffu, hs, 16);
         if (lane == 0) {
-            a.d[8 * sb + k] = d;
-            a.s[8 * sb + k] = 0.0f;
-            a.sum[8 * sb + k] = make_int2(hs, hs_hi);
+            rec->d = d;
+            rec->s = 0.0f;
+            rec->s0 = hs;
+            rec->s1 = hs_hi;
         }
     }
 }
@@ -175,131 +212,113 @@ __device__ __forceinline__ float warp_sum(float v)
     return v;
 }
 
-/* The tile geometry of format F with U groups per lane. */
+/* 4 blocks of 256 threads per SM at most 64 registers each: 4096 rows (512 blocks) fit in one
+ * wave on a 132-SM H100, so no SM waits for a second wave at the end. */
 template <class F, int U>
-struct tile {
-    static constexpr int GPB = F::QK / 32;            /* groups per block */
-    static_assert((32 * U) % GPB == 0, "a tile holds whole blocks");
-    static constexpr int BLOCKS = 32 * U / GPB;
-    static constexpr int BYTES = BLOCKS * F::B;
-    static constexpr int CHUNKS = (BYTES + 15 + 15) / 16;   /* 16-byte chunks it can touch */
-    static constexpr int PER_LANE = (CHUNKS + 31) / 32;
-    static constexpr int SMEM = (CHUNKS + 1) * 16;          /* + a chunk for ldw's overrun */
-};
-
-/* Issues the 16-byte loads of tile t of a row (data = the row's first block). */
-template <class F, int U>
-__device__ __forceinline__ void tile_load(const uint8_t *data, int t, int nblocks, int lane,
-                                          uint4 (&buf)[tile<F, U>::PER_LANE])
+__global__ void __launch_bounds__(32 * MV_WARPS, 4) matvec_kernel(soa s, int nrows, int ncols,
+                                                                  const act_rec *__restrict__ act,
+                                                                  float *__restrict__ y)
 {
-    using T = tile<F, U>;
-    const int nb = min(T::BLOCKS, nblocks - t * T::BLOCKS);
-    const uint8_t *p0 = data + (size_t)t * T::BYTES;
-    const uintptr_t a0 = reinterpret_cast<uintptr_t>(p0) & ~uintptr_t(15);
-    const int nch = (int)((reinterpret_cast<uintptr_t>(p0) - a0 + (uintptr_t)nb * F::B + 15) >> 4);
-    const uint4 *src = reinterpret_cast<const uint4 *>(a0);
-#pragma unroll
-    for (int j = 0; j < T::PER_LANE; j++) {
-        const int c = lane + 32 * j;
-        if (c < nch)
-            buf[j] = __ldcs(src + c);
-    }
-}
-
-template <class F, int U>
-__global__ void __launch_bounds__(32 * MV_WARPS) matvec_kernel(const uint8_t *__restrict__ w,
-                                                               size_t row_bytes, int nrows,
-                                                               int ncols, act_view act,
-                                                               float *__restrict__ y)
-{
-    using T = tile<F, U>;
-    __shared__ __align__(16) uint8_t smem[MV_WARPS][T::SMEM];
+    constexpr int GPB = F::QK / 32;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int row = blockIdx.x * MV_WARPS + warp;
     if (row >= nrows)
         return;                     /* whole warps only: nothing below syncs the block */
-    const uint8_t *rowp = w + (size_t)row * row_bytes;
-    const uint8_t *data = rowp + F::HDR;
-    const int nblocks = ncols / F::QK, ngroups = ncols / 32;
-    const int ntiles = (nblocks + T::BLOCKS - 1) / T::BLOCKS;
-    uint4 *stage = reinterpret_cast<uint4 *>(smem[warp]);
-
-    uint4 buf[T::PER_LANE];
-#pragma unroll
-    for (int j = 0; j < T::PER_LANE; j++)
-        buf[j] = make_uint4(0, 0, 0, 0);
-    tile_load<F, U>(data, 0, nblocks, lane, buf);
-
+    const int ngroups = ncols / 32;
+    const int64_t b0 = (int64_t)row * (ngroups / GPB);     /* the row's first block */
     float acc = 0.0f;
-    for (int t = 0; t < ntiles; t++) {
-        __syncwarp();               /* the previous tile's readers are done */
+    for (int g0 = 0; g0 < ngroups; g0 += 32 * U) {
+        typename F::raw r[U];
 #pragma unroll
-        for (int j = 0; j < T::PER_LANE; j++)
-            if (lane + 32 * j < T::CHUNKS)
-                stage[lane + 32 * j] = buf[j];
-        __syncwarp();
-        if (t + 1 < ntiles)
-            tile_load<F, U>(data, t + 1, nblocks, lane, buf);
-        const int off = (int)(reinterpret_cast<uintptr_t>(data + (size_t)t * T::BYTES) & 15);
+        for (int u = 0; u < U; u++) {           /* the weights' loads first: U groups in flight */
+            const int g = g0 + lane + 32 * u;
+            if (g < ngroups)
+                F::load(s, b0 + g / GPB, g % GPB, r[u]);
+        }
 #pragma unroll
-        for (int u = 0; u < U; u++) {
-            const int gi = lane + 32 * u;
-            const int g = t * 32 * U + gi;
+        for (int u = 0; u < U; u++) {           /* the activations hit L1: load as used */
+            const int g = g0 + lane + 32 * u;
             if (g < ngroups) {
                 act_group a;
                 act_load(act, g, a);
-                acc += F::dot(smem[warp] + off + (gi / T::GPB) * F::B, gi % T::GPB, a);
+                acc += F::dot(r[u], g % GPB, a);
             }
         }
     }
     acc = warp_sum(acc);
     if (lane == 0)
-        y[row] = acc * F::row_scale(rowp);
+        y[row] = acc * F::row_scale(s, row);
 }
 
 /* ---- the table ----------------------------------------------------------------------------- */
 
 struct fmt_ops {
-    qf_format fmt;
-    void (*dequant)(const uint8_t *w, size_t row_bytes, int64_t nrows, int64_t ncols, float *out);
-    void (*matvec)(const uint8_t *w, size_t row_bytes, int64_t nrows, int64_t ncols,
-                   const act_view &a, float *y);
+    qf_format   fmt;
+    int         qk, b, hdr;          /* the format struct's QK, B, HDR */
+    field_table fields;
+    void (*repack)(const uint8_t *aos, size_t row_bytes, int64_t nrows, int64_t ncols,
+                   const field_table &ft, const soa_out &out);
+    void (*dequant)(const soa &s, int64_t nrows, int64_t ncols, float *out);
+    void (*matvec)(const soa &s, int64_t nrows, int64_t ncols, const act_rec *a, float *y);
 };
 
 template <class F>
-void launch_dequant(const uint8_t *w, size_t row_bytes, int64_t nrows, int64_t ncols, float *out)
+void launch_repack(const uint8_t *aos, size_t row_bytes, int64_t nrows, int64_t ncols,
+                   const field_table &ft, const soa_out &out)
+{
+    const int64_t bpr = ncols / F::QK, n = nrows * bpr * ft.n;
+    repack_kernel<F><<<(unsigned)((n + 255) / 256), 256>>>(aos, row_bytes, bpr, nrows * bpr,
+                                                            ft, out);
+    if (F::HDR > 0)
+        rowhdr_kernel<<<(unsigned)((nrows + 255) / 256), 256>>>(aos, row_bytes, nrows,
+                                                                out.rowhdr);
+}
+
+template <class F>
+void launch_dequant(const soa &s, int64_t nrows, int64_t ncols, float *out)
 {
     const int64_t total = nrows * (ncols / 32);
-    dequant_kernel<F><<<(unsigned)((total + 255) / 256), 256>>>(w, row_bytes, (int)(ncols / 32),
-                                                                total, out);
+    dequant_kernel<F><<<(unsigned)((total + 255) / 256), 256>>>(s, (int)(ncols / 32), total,
+                                                                out);
 }
 
 template <class F, int U>
-void launch_matvec(const uint8_t *w, size_t row_bytes, int64_t nrows, int64_t ncols,
-                   const act_view &a, float *y)
+void launch_matvec(const soa &s, int64_t nrows, int64_t ncols, const act_rec *a, float *y)
 {
     matvec_kernel<F, U><<<(unsigned)((nrows + MV_WARPS - 1) / MV_WARPS), 32 * MV_WARPS>>>(
-        w, row_bytes, (int)nrows, (int)ncols, a, y);
+        s, (int)nrows, (int)ncols, a, y);
 }
 
-/* U, the groups per lane per tile, makes each tile about 2 KiB: enough bytes in flight per
- * warp to cover DRAM latency with ~32 warps per SM, little enough to keep registers low. */
-#define QFC_OPS(fmt, F, U) { fmt, launch_dequant<F>, launch_matvec<F, U> }
+template <class F>
+constexpr field_table fields_of()
+{
+    field_table t = {};
+    t.n = F::NF;
+    for (int i = 0; i < F::NF; i++)
+        t.f[i] = F::FIELDS[i];
+    return t;
+}
+
+/* U, the groups per lane in flight: ~2 KiB of weights per warp for the small-group formats,
+ * fewer for the K-quants, whose groups need more registers (4 blocks per SM cap them at 64). */
+#define QFC_OPS(fmt, F, U) \
+    { fmt, F::QK, F::B, F::HDR, fields_of<F>(), launch_repack<F>, launch_dequant<F>, \
+      launch_matvec<F, U> }
 static const fmt_ops k_ops[] = {
     QFC_OPS(QF_FMT_Q8_0, f_q8_0, 2),
     QFC_OPS(QF_FMT_Q4_0, f_q4_0, 4),
     QFC_OPS(QF_FMT_Q4_1, f_q4_1, 4),
     QFC_OPS(QF_FMT_Q5_0, f_q5_0, 3),
     QFC_OPS(QF_FMT_Q5_1, f_q5_1, 3),
-    QFC_OPS(QF_FMT_Q2_K, f_q2_K, 6),
-    QFC_OPS(QF_FMT_Q3_K, f_q3_K, 5),
-    QFC_OPS(QF_FMT_Q4_K, f_q4_K, 4),
-    QFC_OPS(QF_FMT_Q5_K, f_q5_K, 3),
-    QFC_OPS(QF_FMT_Q6_K, f_q6_K, 3),
+    QFC_OPS(QF_FMT_Q2_K, f_q2_K, 4),
+    QFC_OPS(QF_FMT_Q3_K, f_q3_K, 2),
+    QFC_OPS(QF_FMT_Q4_K, f_q4_K, 3),
+    QFC_OPS(QF_FMT_Q5_K, f_q5_K, 2),
+    QFC_OPS(QF_FMT_Q6_K, f_q6_K, 2),
     QFC_OPS(QF_FMT_INT8_PC, f_int8_pc, 2),
     QFC_OPS(QF_FMT_INT4_G32, f_int4<32>, 4),
-    QFC_OPS(QF_FMT_INT4_G64, f_int4<64>, 4),
-    QFC_OPS(QF_FMT_INT4_G128, f_int4<128>, 4),
+    QFC_OPS(QF_FMT_INT4_G64, f_int4<64>, 3),
+    QFC_OPS(QF_FMT_INT4_G128, f_int4<128>, 3),
 };
 #undef QFC_OPS
 
@@ -319,7 +338,7 @@ static int check_op(const char *op, qf_format fmt, int64_t nrows, int64_t ncols,
         return fail_msg(QF_EINVAL, "%s: the CUDA backend has no format %s", op,
                         (unsigned)fmt < QF_FMT_COUNT ? qf_format_get(fmt)->name : "(invalid)");
     const qf_format_traits *t = qf_format_get(fmt);
-    const int64_t mult = t->blck > 0 ? t->blck : 32;
+    const int64_t mult = (*ops)->qk;
     if (nrows < 1 || nrows > (INT64_C(1) << 30) || ncols < mult || ncols % mult != 0 ||
         ncols > (INT64_C(1) << 30))
         return fail_msg(QF_EINVAL, "%s: %s cannot hold a %lld x %lld matrix (cols a multiple "
@@ -328,16 +347,29 @@ static int check_op(const char *op, qf_format fmt, int64_t nrows, int64_t ncols,
     return need_device();
 }
 
+static size_t align256(size_t n)
+{
+    return (n + 255) & ~(size_t)255;
+}
+
 } /* namespace qfc */
 
 using namespace qfc;
+
+struct qf_cuda_weights {
+    qf_format      fmt;
+    int64_t        rows, cols;
+    uint64_t       bytes;      /* of the C layout: what a pass reads */
+    void          *mem;        /* the field arrays, one allocation */
+    soa            s;
+    const fmt_ops *ops;
+};
 
 struct qf_cuda_act {
     int64_t   max_cols;
     int64_t   cols;        /* of the row quantized last, 0 before */
     qf_format fmt;         /* the activation format it was quantized to */
-    void     *mem;         /* one allocation: q, d, s, sum */
-    act_out   out;
+    act_rec  *rec;         /* max_cols / 32 records */
 };
 
 extern "C" {
@@ -347,14 +379,79 @@ bool qf_cuda_supports(qf_format fmt)
     return ops_of(fmt) != nullptr;
 }
 
-int qf_cuda_dequantize(qf_format fmt, const void *d_w, float *d_out, int64_t nrows,
-                       int64_t ncols)
+void qf_cuda_weights_destroy(qf_cuda_weights **wp)
 {
+    if (!wp || !*wp)
+        return;
+    qf_cuda_free(&(*wp)->mem);
+    free(*wp);
+    *wp = NULL;
+}
+
+int qf_cuda_weights_new(qf_format fmt, const void *w, int64_t nrows, int64_t ncols,
+                        qf_cuda_weights **out)
+{
+    *out = NULL;
     const fmt_ops *ops = nullptr;
-    int err = check_op("qf_cuda_dequantize", fmt, nrows, ncols, &ops);
+    int err = check_op("qf_cuda_weights_new", fmt, nrows, ncols, &ops);
     if (err)
         return err;
-    ops->dequant((const uint8_t *)d_w, qf_format_row_size(fmt, ncols), nrows, ncols, d_out);
+    qf_cuda_weights *m = (qf_cuda_weights *)calloc(1, sizeof *m);
+    if (!m)
+        return fail_msg(QF_ENOMEM, "qf_cuda_weights_new: out of host memory");
+    m->fmt = fmt;
+    m->rows = nrows;
+    m->cols = ncols;
+    m->ops = ops;
+    const size_t row_bytes = qf_format_row_size(fmt, ncols);
+    m->bytes = (uint64_t)row_bytes * (uint64_t)nrows;
+    const size_t nblocks = (size_t)nrows * (size_t)(ncols / ops->qk);
+    size_t total = ops->hdr > 0 ? align256((size_t)nrows * (size_t)ops->hdr) : 0;
+    for (int f = 0; f < ops->fields.n; f++)
+        total += align256(nblocks * (size_t)ops->fields.f[f].size);
+    void *aos = NULL;
+    if ((err = qf_cuda_alloc(total, &m->mem)) != 0 ||
+        (err = qf_cuda_alloc((size_t)m->bytes, &aos)) != 0 ||
+        (err = qf_cuda_upload(aos, w, (size_t)m->bytes)) != 0) {
+        qf_cuda_free(&aos);
+        qf_cuda_weights_destroy(&m);
+        return err;
+    }
+    soa_out o = {};
+    uint8_t *p = (uint8_t *)m->mem;
+    if (ops->hdr > 0) {
+        o.rowhdr = p;
+        p += align256((size_t)nrows * (size_t)ops->hdr);
+    }
+    for (int f = 0; f < ops->fields.n; f++) {
+        o.f[f] = p;
+        p += align256(nblocks * (size_t)ops->fields.f[f].size);
+    }
+    for (int f = 0; f < MAX_FIELDS; f++)
+        m->s.f[f] = o.f[f];
+    m->s.rowhdr = o.rowhdr;
+    ops->repack((const uint8_t *)aos, row_bytes, nrows, ncols, ops->fields, o);
+    err = check_launch("repack_kernel launch");
+    if (!err)
+        err = qf_cuda_sync();       /* before the C-layout copy goes */
+    qf_cuda_free(&aos);
+    if (err)
+        qf_cuda_weights_destroy(&m);
+    *out = m;
+    return err;
+}
+
+uint64_t qf_cuda_weights_bytes(const qf_cuda_weights *w)
+{
+    return w->bytes;
+}
+
+int qf_cuda_dequantize(const qf_cuda_weights *w, float *d_out)
+{
+    int err = need_device();
+    if (err)
+        return err;
+    w->ops->dequant(w->s, w->rows, w->cols, d_out);
     return check_launch("dequant_kernel launch");
 }
 
@@ -362,7 +459,7 @@ void qf_cuda_act_destroy(qf_cuda_act **ap)
 {
     if (!ap || !*ap)
         return;
-    qf_cuda_free(&(*ap)->mem);
+    qf_cuda_free((void **)&(*ap)->rec);
     free(*ap);
     *ap = NULL;
 }
@@ -376,21 +473,12 @@ int qf_cuda_act_new(int64_t max_cols, qf_cuda_act **out)
     qf_cuda_act *a = (qf_cuda_act *)calloc(1, sizeof *a);
     if (!a)
         return fail_msg(QF_ENOMEM, "qf_cuda_act_new: out of host memory");
-    const size_t ng = (size_t)max_cols / 32;
-    /* q, then d and s (floats per group), then sum (int2 per group): each 16-byte aligned */
-    const size_t q_bytes = ((size_t)max_cols + 15) & ~(size_t)15;
-    const size_t f_bytes = (ng * sizeof(float) + 15) & ~(size_t)15;
-    int err = qf_cuda_alloc(q_bytes + 2 * f_bytes + ng * sizeof(int2), &a->mem);
+    int err = qf_cuda_alloc((size_t)max_cols / 32 * sizeof(act_rec), (void **)&a->rec);
     if (err) {
         free(a);
         return err;
     }
-    uint8_t *base = (uint8_t *)a->mem;
     a->max_cols = max_cols;
-    a->out.q = (int8_t *)base;
-    a->out.d = (float *)(base + q_bytes);
-    a->out.s = (float *)(base + q_bytes + f_bytes);
-    a->out.sum = (int2 *)(base + q_bytes + 2 * f_bytes);
     *out = a;
     return 0;
 }
@@ -408,9 +496,9 @@ int qf_cuda_act_quantize(qf_cuda_act *a, qf_format fmt, const float *d_x, int64_
     const int64_t warps = act == QF_FMT_Q8_K ? ncols / 256 : ncols / 32;
     const unsigned grid = (unsigned)((warps + 7) / 8);
     switch (act) {          /* the three activation formats, not the weight formats */
-    case QF_FMT_Q8_0: act_q8_kernel<false><<<grid, 256>>>(d_x, (int)warps, a->out); break;
-    case QF_FMT_Q8_1: act_q8_kernel<true><<<grid, 256>>>(d_x, (int)warps, a->out); break;
-    case QF_FMT_Q8_K: act_q8_K_kernel<<<grid, 256>>>(d_x, (int)warps, a->out); break;
+    case QF_FMT_Q8_0: act_q8_kernel<false><<<grid, 256>>>(d_x, (int)warps, a->rec); break;
+    case QF_FMT_Q8_1: act_q8_kernel<true><<<grid, 256>>>(d_x, (int)warps, a->rec); break;
+    case QF_FMT_Q8_K: act_q8_K_kernel<<<grid, 256>>>(d_x, (int)warps, a->rec); break;
     default:
         return fail_msg(QF_EINVAL, "qf_cuda_act_quantize: no quantizer for activation "
                         "format %s", qf_format_get(act)->name);
@@ -420,28 +508,24 @@ int qf_cuda_act_quantize(qf_cuda_act *a, qf_format fmt, const float *d_x, int64_
     return check_launch("activation quantizer launch");
 }
 
-int qf_cuda_matvec_q(qf_format fmt, const void *d_w, const qf_cuda_act *a, float *d_y,
-                     int64_t nrows, int64_t ncols)
+int qf_cuda_matvec_q(const qf_cuda_weights *w, const qf_cuda_act *a, float *d_y)
 {
-    const fmt_ops *ops = nullptr;
-    int err = check_op("qf_cuda_matvec_q", fmt, nrows, ncols, &ops);
+    int err = need_device();
     if (err)
         return err;
-    if (a->cols != ncols || a->fmt != qf_format_get(fmt)->act)
+    if (a->cols != w->cols || a->fmt != qf_format_get(w->fmt)->act)
         return fail_msg(QF_EINVAL, "qf_cuda_matvec_q: the activations hold %lld columns of "
-                        "%s, the weights want %lld of %s", (long long)a->cols,
-                        qf_format_get(a->fmt)->name, (long long)ncols,
-                        qf_format_get(qf_format_get(fmt)->act)->name);
-    const act_view v = { a->out.q, a->out.d, a->out.s, a->out.sum };
-    ops->matvec((const uint8_t *)d_w, qf_format_row_size(fmt, ncols), nrows, ncols, v, d_y);
+                        "%s, the %s weights want %lld of %s", (long long)a->cols,
+                        qf_format_get(a->fmt)->name, qf_format_get(w->fmt)->name,
+                        (long long)w->cols, qf_format_get(qf_format_get(w->fmt)->act)->name);
+    w->ops->matvec(w->s, w->rows, w->cols, a->rec, d_y);
     return check_launch("matvec_kernel launch");
 }
 
-int qf_cuda_matvec(qf_format fmt, const void *d_w, const float *d_x, qf_cuda_act *scratch,
-                   float *d_y, int64_t nrows, int64_t ncols)
+int qf_cuda_matvec(const qf_cuda_weights *w, const float *d_x, qf_cuda_act *scratch, float *d_y)
 {
-    int err = qf_cuda_act_quantize(scratch, fmt, d_x, ncols);
-    return err ? err : qf_cuda_matvec_q(fmt, d_w, scratch, d_y, nrows, ncols);
+    int err = qf_cuda_act_quantize(scratch, w->fmt, d_x, w->cols);
+    return err ? err : qf_cuda_matvec_q(w, scratch, d_y);
 }
 
 } /* extern "C" */

@@ -2,28 +2,29 @@
  * weight formats on an NVIDIA GPU, and the event timers the benchmark uses.
  *
  * Plain C so that the agent, the benchmark and the tests (all C11) call it without CUDA's
- * headers; the implementation is CUDA C++ (the .cu files of kernels/cuda) and shares the block layouts
- * with the C reference through kernels/include/qf_blocks.h. Built only when CMake finds a CUDA
- * compiler (QF_HAVE_CUDA is then defined for the agent); without a usable device every entry
- * point returns QF_EUNSUP, so a build with CUDA still runs on a machine without a GPU.
+ * headers; the implementation is CUDA C++ (the .cu files of kernels/cuda) and shares the block
+ * layouts with the C reference through kernels/include/qf_blocks.h. Built only when CMake finds
+ * a CUDA compiler (QF_HAVE_CUDA is then defined for the agent); without a usable device every
+ * entry point returns QF_EUNSUP, so a build with CUDA still runs on a machine without a GPU.
  *
  * Conventions: functions return 0 or a negative qf_err (QF_EUNSUP no driver or device,
  * QF_ENOMEM device memory, QF_EINVAL a shape or format the backend cannot do, QF_EIO any other
  * CUDA failure, a kernel fault included) and keep a one-line reason naming the CUDA call for
  * qf_cuda_last_error(). They run on device 0 and its legacy default stream: launches are
  * asynchronous, so a kernel's own fault surfaces at the next synchronizing call
- * (qf_cuda_sync, a download, a timer read). Pointers named d_* are device memory. Every buffer
- * from qf_cuda_alloc has 16 readable bytes past its end, which the kernels rely on for their
- * 16-byte loads: weights handed to the kernels must come from qf_cuda_alloc (or carry that
- * slack). Weights are row-major, nrows rows of qf_format_row_size(fmt, ncols) bytes, exactly
- * the bytes the C quantizers write.
+ * (qf_cuda_sync, a download, a timer read). Pointers named d_* are device memory (every buffer
+ * from qf_cuda_alloc has 16 bytes of slack past its end). Weights go up as the bytes the C
+ * quantizers write (row-major, nrows rows of qf_format_row_size(fmt, ncols) bytes) and are
+ * rearranged once on the device into one array per block field (kernels/cuda/formats.cuh),
+ * the same bytes, so that every kernel load is aligned and 16 bytes wide.
  *
  * Numerics. Dequantize gives the same floats as the C reference decoder, bit for bit (same
  * operations in the same order, no fused multiply-add). Matvec quantizes the activation row on
  * the device to the format's activation format as the C reference does (q8_0, q8_1 or q8_K:
  * the same integers and scales, bit for bit), takes integer dot products of 32 weights at a
  * time (dp4a), and adds the blocks' float terms in a different order from the C loop, so it
- * matches qf_matvec_ref to float rounding (NMSE ~1e-13; the tests allow 1e-10).
+ * matches qf_matvec_ref to float rounding (NMSE ~1e-13 on 4096 rows; tests/test_cuda.c
+ * states its limits).
  * Not thread-safe: one host thread drives the device at a time.
  */
 #ifndef QF_CUDA_H
@@ -81,10 +82,21 @@ int qf_cuda_sync(void);
 
 /* ---- kernels ---------------------------------------------------------------------------- */
 
-/* Decodes the nrows x ncols matrix d_w (fmt) into d_out, nrows * ncols floats. QF_EINVAL for
- * a format the backend lacks or a shape the format cannot hold. Asynchronous. */
-int qf_cuda_dequantize(qf_format fmt, const void *d_w, float *d_out, int64_t nrows,
-                       int64_t ncols);
+/* A weight matrix on the device, in the backend's layout. */
+typedef struct qf_cuda_weights qf_cuda_weights;
+
+/* Uploads the nrows x ncols matrix w (host memory, fmt's C layout) and rearranges it on the
+ * device; returns when it is ready. QF_EINVAL for a format the backend lacks or a shape the
+ * format cannot hold. Caller owns *out. */
+int qf_cuda_weights_new(qf_format fmt, const void *w, int64_t nrows, int64_t ncols,
+                        qf_cuda_weights **out);
+/* Frees *w and sets it to NULL. NULL-safe. */
+void qf_cuda_weights_destroy(qf_cuda_weights **w);
+/* Bytes of the matrix in the C layout, which is what one pass over it reads on the device. */
+uint64_t qf_cuda_weights_bytes(const qf_cuda_weights *w);
+
+/* Decodes w into d_out, rows * cols floats, row-major. Asynchronous. */
+int qf_cuda_dequantize(const qf_cuda_weights *w, float *d_out);
 
 /* One activation row quantized on the device, kept for the matvecs that follow. */
 typedef struct qf_cuda_act qf_cuda_act;
@@ -98,14 +110,14 @@ void qf_cuda_act_destroy(qf_cuda_act **a);
  * traits' act), bit for bit as the C reference quantizer. Asynchronous. */
 int qf_cuda_act_quantize(qf_cuda_act *a, qf_format fmt, const float *d_x, int64_t ncols);
 
-/* d_y (nrows floats) = W a, with a quantized for fmt by qf_cuda_act_quantize over the same
- * ncols. The weight-reading kernel alone: what the benchmark times. Asynchronous. */
-int qf_cuda_matvec_q(qf_format fmt, const void *d_w, const qf_cuda_act *a, float *d_y,
-                     int64_t nrows, int64_t ncols);
+/* d_y (rows floats) = W a, with a quantized by qf_cuda_act_quantize for w's format and
+ * column count (QF_EINVAL otherwise). The weight-reading kernel alone: what the benchmark
+ * times. Asynchronous. */
+int qf_cuda_matvec_q(const qf_cuda_weights *w, const qf_cuda_act *a, float *d_y);
 
-/* The whole op: quantize d_x into scratch (room for ncols), then qf_cuda_matvec_q. */
-int qf_cuda_matvec(qf_format fmt, const void *d_w, const float *d_x, qf_cuda_act *scratch,
-                   float *d_y, int64_t nrows, int64_t ncols);
+/* The whole op: quantize d_x (cols floats) into scratch, then qf_cuda_matvec_q. */
+int qf_cuda_matvec(const qf_cuda_weights *w, const float *d_x, qf_cuda_act *scratch,
+                   float *d_y);
 
 /* ---- timing ----------------------------------------------------------------------------- */
 
@@ -125,6 +137,10 @@ void qf_cuda_timer_destroy(qf_cuda_timer **t);
  * after two warm-up copies, counting bytes read plus bytes written (2 * bytes per copy), in
  * GB/s (1e9 B/s). The ceiling a weight-reading kernel's GB/s is compared with. */
 int qf_cuda_copy_bandwidth(size_t bytes, uint32_t reps, double *gbps);
+
+/* The median seconds between two events around an empty kernel (one block, one thread),
+ * over reps launches after a warm-up: the fixed cost inside every event-timed kernel. */
+int qf_cuda_launch_overhead(uint32_t reps, double *secs);
 
 #ifdef __cplusplus
 }

@@ -98,6 +98,15 @@ __global__ void fill_pattern(uint32_t *p, size_t n)
     }
 }
 
+__global__ void empty_kernel() {}
+
+/* The median of n > 0 values (sorts them). */
+static double median(double *v, size_t n)
+{
+    std::sort(v, v + n);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 } /* namespace qfc */
 
 using namespace qfc;
@@ -316,14 +325,42 @@ int qf_cuda_copy_bandwidth(size_t bytes, uint32_t reps, double *gbps)
             s.push_back(secs);
     }
     if (!err) {
-        std::sort(s.begin(), s.end());
-        double med = s.size() % 2 ? s[s.size() / 2]
-                                  : 0.5 * (s[s.size() / 2 - 1] + s[s.size() / 2]);
+        double med = median(s.data(), s.size());
         *gbps = med > 0 ? 2.0 * (double)bytes / med / 1e9 : 0;
     }
     qf_cuda_timer_destroy(&t);
     qf_cuda_free(&dst);
     qf_cuda_free(&src);
+    return err;
+}
+
+int qf_cuda_launch_overhead(uint32_t reps, double *secs)
+{
+    *secs = 0;
+    if (reps == 0)
+        return fail_msg(QF_EINVAL, "qf_cuda_launch_overhead: 0 reps");
+    qf_cuda_timer *t = NULL;
+    std::vector<double> s;
+    int err = qf_cuda_timer_new(2 * reps, &t);
+    for (int i = 0; i < 3 && !err; i++) {                 /* warm-up */
+        empty_kernel<<<1, 1>>>();
+        err = check_launch("empty_kernel");
+    }
+    for (uint32_t i = 0; i < reps && !err; i++) {
+        if ((err = qf_cuda_timer_mark(t, 2 * i)) != 0)
+            break;
+        empty_kernel<<<1, 1>>>();
+        if ((err = check_launch("empty_kernel")) == 0)
+            err = qf_cuda_timer_mark(t, 2 * i + 1);
+    }
+    for (uint32_t i = 0; i < reps && !err; i++) {
+        double v;
+        if ((err = qf_cuda_timer_seconds(t, 2 * i, 2 * i + 1, &v)) == 0)
+            s.push_back(v);
+    }
+    if (!err)
+        *secs = median(s.data(), s.size());
+    qf_cuda_timer_destroy(&t);
     return err;
 }
 
