@@ -470,6 +470,9 @@ static int open_input(job *j)
                              "Hugging Face checkpoint", j->in_path);
         return qf_hf_llama_open(j->in_path, &j->hf);
     }
+    if (ends_with(j->in_path, ".safetensors"))
+        return qf_errorf(QF_EUNSUP, "quantize: %s: a safetensors file alone lacks config.json "
+                         "and the tokenizer; give its checkpoint folder", j->in_path);
     char why[512];
     int err = qf_gguf_open(j->in_path, &j->gguf, why, sizeof why);
     if (err)

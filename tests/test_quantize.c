@@ -11,7 +11,11 @@
  *     again here, independently of datasets/hf_llama.c), 1-D tensors as F32;
  *   - where the package ships libllama, llama.cpp loads each file, reports the hyperparameters,
  *     tokenizes "the the" with our merges, and evaluates tokens to finite logits (in a child
- *     process, so a crash in there is a failure with a message, not a dead test).
+ *     process, so a crash in there is a failure with a message, not a dead test);
+ *   - llama.cpp's logits on the F32 conversion equal a float64 Hugging Face forward pass of the
+ *     checkpoint (make_tiny_llama.py --forward), which only holds if the rotary permutation,
+ *     norms, GQA and FFN wiring are all right;
+ *   - a SentencePiece-style tokenizer.json becomes a "llama" vocabulary llama.cpp tokenizes.
  * Also: sharded checkpoints give the same file, GGUF -> GGUF requantization, the fallback for
  * rows that do not split into blocks, and the refusals (bad type, unreadable input, a dtype
  * that cannot be quantized), each leaving no OUT behind.
@@ -850,6 +854,15 @@ static void test_refusals(void **state)
     text = slurp(log, NULL);
     if (!strstr(text, "model.norm.weight") || !strstr(text, "F64"))
         fail_msg("the error does not name the tensor and its dtype:\n%s", text);
+    free(text);
+
+    /* A bare safetensors file: the converter needs the folder around it. */
+    char bare[400];
+    snprintf(bare, sizeof bare, "%s/model.safetensors", g_model);
+    quantize(bare, out, "q4_K", NULL, NULL, 1);
+    text = slurp(log, NULL);
+    if (!strstr(text, "checkpoint folder"))
+        fail_msg("a bare safetensors file is not explained:\n%s", text);
     free(text);
 
     /* A folder that is not a checkpoint, and an output folder that does not exist. */
