@@ -99,8 +99,8 @@ void qf_fetch_opts_default(qf_fetch_opts *o)
 {
     assert(o);
     *o = (qf_fetch_opts){
-        .cache_dir = NULL, .connect_timeout_ms = 30000, .low_speed_bytes = 1024,
-        .low_speed_time_s = 30, .max_retries = 4, .backoff_ms = 1000,
+        .cache_dir = NULL, .ca_file = NULL, .connect_timeout_ms = 30000,
+        .low_speed_bytes = 1024, .low_speed_time_s = 30, .max_retries = 4, .backoff_ms = 1000,
         .backoff_max_ms = 30000, .max_redirects = 10, .progress = -1, .quiet = false,
     };
     long retries = o->max_retries;
@@ -110,6 +110,9 @@ void qf_fetch_opts_default(qf_fetch_opts *o)
     env_long("QF_FETCH_RETRIES", 0, 100, &retries);
     env_long("QF_FETCH_BACKOFF_MS", 0, 600000, &o->backoff_ms);
     o->max_retries = (int)retries;
+    const char *ca = getenv("QF_FETCH_CA_FILE");
+    if (ca && *ca)
+        o->ca_file = ca;
 }
 
 /* ---- cache paths -------------------------------------------------------------------------- */
@@ -364,9 +367,10 @@ typedef struct xfer {
     crypto_hash_sha256_state *hs;   /* hash of the part's bytes so far */
     uint64_t   *have;               /* bytes in the part */
     uint64_t    asked_from;         /* the Range start sent (0: no Range) */
+    uint64_t    base;               /* bytes before this response's body: asked_from when
+                                       the server continues the part, else 0 */
     int64_t     range_start;        /* Content-Range start of the current response, -1 none */
     bool        decided;            /* the first body byte decided append vs. start over */
-    bool        restarted;          /* the server ignored the range: started over */
     int         abort_err;          /* why a callback stopped the transfer (0: curl's reason) */
     char        abort_why[256];
     /* progress */
@@ -411,12 +415,12 @@ static void decide(xfer *x, CURL *h)
     x->decided = true;
     long code = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-    if (code == 206 && x->asked_from > 0 && x->range_start == (int64_t)x->asked_from)
-        return;                                          /* the rest, where the part ends */
-    if (x->asked_from > 0 || *x->have > 0) {
-        x->restarted = true;
-        part_reset(x);
+    if (code == 206 && x->asked_from > 0 && x->range_start == (int64_t)x->asked_from) {
+        x->base = x->asked_from;                         /* the rest, where the part ends */
+        return;
     }
+    if (x->asked_from > 0 || *x->have > 0)
+        part_reset(x);            /* the server ignored the range: the body is the whole file */
     if (code == 206) {        /* a range we did not ask for, or from the wrong place */
         x->abort_err = QF_EPROTO;
         snprintf(x->abort_why, sizeof x->abort_why, "HTTP 206 with a Content-Range that does "
@@ -495,7 +499,7 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
         return 0;                  /* nothing to show before the first byte */
     x->last_draw = now;
     x->drawn = true;
-    double base = (double)x->asked_from;
+    double base = (double)x->base;
     double got = base + (double)dlnow, total = dltotal > 0 ? base + (double)dltotal : 0;
     double rate = now > x->t0 ? (double)dlnow / (now - x->t0) : 0;
     char g[32], t[32], r[32];
@@ -528,9 +532,9 @@ static outcome transfer(const qf_fetch_opts *o, const char *url, xfer *x, int *e
     char range[32];
     body_ctx bc = { .x = x, .h = h };
     x->asked_from = *x->have;
+    x->base = 0;
     x->range_start = -1;
     x->decided = false;
-    x->restarted = false;
     x->abort_err = 0;
     x->abort_why[0] = '\0';
     x->t0 = qf_time_mono();
@@ -554,6 +558,8 @@ static outcome transfer(const qf_fetch_opts *o, const char *url, xfer *x, int *e
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, o->low_speed_time_s);
     curl_easy_setopt(h, CURLOPT_FAILONERROR, 1L);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "quantfleet/" QF_VERSION);
+    if (o->ca_file)
+        curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body_h);
@@ -639,6 +645,12 @@ static outcome transfer(const qf_fetch_opts *o, const char *url, xfer *x, int *e
         case CURLE_HTTP2: case CURLE_HTTP2_STREAM: case CURLE_WEIRD_SERVER_REPLY:
             *err = failf(QF_ENET, why, why_len, "%s: %s", where, detail);
             out = TRANSIENT;
+            break;
+        case CURLE_PEER_FAILED_VERIFICATION: case CURLE_SSL_CACERT_BADFILE:
+            *err = failf(QF_ENET, why, why_len, "%s: %s (the server's TLS certificate is not "
+                         "trusted%s%s)", where, detail, o->ca_file ? " by " : "",
+                         o->ca_file ? o->ca_file : "");
+            out = FINAL;
             break;
         case CURLE_TOO_MANY_REDIRECTS: case CURLE_UNSUPPORTED_PROTOCOL:
             *err = failf(QF_EPROTO, why, why_len, "%s: %s", where, detail);

@@ -33,6 +33,8 @@
 
 typedef struct qf_fetch_opts {
     const char *cache_dir;        /* NULL: qf_fetch_cache_dir() */
+    const char *ca_file;          /* PEM bundle of CAs to trust for HTTPS instead of the
+                                     system's (a lab mirror with a private CA); NULL: system */
     long connect_timeout_ms;      /* per connection attempt (default 30 s) */
     long low_speed_bytes;         /* abort a transfer slower than this many bytes/s ... */
     long low_speed_time_s;        /* ... for this many seconds (defaults 1024 B/s, 30 s) */
@@ -56,7 +58,8 @@ typedef struct qf_fetch_result {
 
 /* The defaults above. Environment overrides, for slow links and for tests:
  * QF_FETCH_CONNECT_TIMEOUT_MS, QF_FETCH_LOW_SPEED_TIME (s), QF_FETCH_LOW_SPEED_LIMIT (B/s),
- * QF_FETCH_RETRIES, QF_FETCH_BACKOFF_MS; a value that is not a number in range is ignored. */
+ * QF_FETCH_RETRIES, QF_FETCH_BACKOFF_MS; a value that is not a number in range is ignored.
+ * QF_FETCH_CA_FILE sets ca_file (the string stays the environment's). */
 void qf_fetch_opts_default(qf_fetch_opts *o);
 
 /* The cache folder (see above) into buf, created with its parents (mode 0755) if missing.

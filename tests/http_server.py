@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """http_server.py - a loopback HTTP server with faults on demand, for tests/test_fetch.c.
 
-usage: http_server.py PAYLOAD_FILE
+usage: http_server.py PAYLOAD_FILE [CERT_PEM KEY_PEM]
 
 Binds 127.0.0.1 on an ephemeral port, prints the port on stdout (one line) and serves the
-bytes of PAYLOAD_FILE under /MODE/ANYTHING, where MODE picks the behaviour:
+bytes of PAYLOAD_FILE under /MODE/ANYTHING, over HTTPS when given a certificate and its key,
+where MODE picks the behaviour:
 
   ok                      200, or 206 for "Range: bytes=N-" (416 when N is past the end)
   norange                 200 with the whole payload, Range ignored
@@ -30,6 +31,7 @@ the test that started it, even one that crashed.
 """
 import http.server
 import os
+import ssl
 import sys
 import threading
 import time
@@ -167,12 +169,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 def main():
     global PAYLOAD
-    if len(sys.argv) != 2:
-        sys.stderr.write("usage: http_server.py PAYLOAD_FILE\n")
+    if len(sys.argv) not in (2, 4):
+        sys.stderr.write("usage: http_server.py PAYLOAD_FILE [CERT_PEM KEY_PEM]\n")
         return 2
     with open(sys.argv[1], "rb") as f:
         PAYLOAD = f.read()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if len(sys.argv) == 4:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+        # A client that refuses the certificate fails the handshake inside accept(), which
+        # socketserver treats as a failed accept (SSLError is an OSError) and carries on.
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     server.daemon_threads = True        # a stalled handler must not hold up the exit
     threading.Thread(target=server.serve_forever, daemon=True).start()
     sys.stdout.write("%d\n" % server.server_address[1])

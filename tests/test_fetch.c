@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -50,9 +51,14 @@ static char g_root[64];            /* mkdtemp */
 static char g_cache[128], g_mdir[128], g_payload_path[128];
 static unsigned char *g_payload;
 static char g_sha[65], g_wrong_sha[65];
-static pid_t g_server = -1;
-static int g_server_stdin = -1;
-static int g_port;
+/* A running tests/http_server.py: its pid, our end of its stdin, its port. */
+typedef struct server {
+    pid_t pid;
+    int   stdin_fd;
+    int   port;
+} server;
+static server g_http = { -1, -1, 0 };
+static int g_port;                 /* g_http.port */
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
@@ -75,12 +81,19 @@ static long file_size(const char *path)
     return stat(path, &st) == 0 ? (long)st.st_size : -1;
 }
 
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    if (remove(path) != 0)
+        fprintf(stderr, "test_fetch: could not remove %s: %s\n", path, strerror(errno));
+    return 0;
+}
+
 static void rm_rf(const char *path)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
-    if (system(cmd) != 0)
-        fprintf(stderr, "test_fetch: could not remove %s\n", path);
+    nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static void write_file(const char *path, const char *text)
@@ -249,8 +262,9 @@ static bool python3_on_path(void)
     return false;
 }
 
-/* Starts the server and reads its port (bounded: 10 s). 0, or -1 with a message. */
-static int server_start(void)
+/* Starts tests/http_server.py with args (NULL-ended, after the payload) and reads its port
+ * (bounded: 10 s). 0, or -1 with a message. */
+static int server_start(server *sv, const char *cert, const char *key)
 {
     int out[2], in[2];
     if (pipe(out) != 0 || pipe(in) != 0)
@@ -263,13 +277,13 @@ static int server_start(void)
         dup2(out[1], STDOUT_FILENO);
         close(in[0]); close(in[1]); close(out[0]); close(out[1]);
         execlp("python3", "python3", "-u", QF_SOURCE_DIR "/tests/http_server.py",
-               g_payload_path, (char *)NULL);
+               g_payload_path, cert, key, (char *)NULL);   /* cert NULL ends the list */
         _exit(127);
     }
     close(in[0]);
     close(out[1]);
-    g_server = pid;
-    g_server_stdin = in[1];
+    sv->pid = pid;
+    sv->stdin_fd = in[1];
     char line[32] = "";
     size_t got = 0;
     double deadline = qf_time_mono() + 10.0;
@@ -285,33 +299,32 @@ static int server_start(void)
         line[got] = '\0';
     }
     close(out[0]);
-    g_port = atoi(line);
-    if (g_port <= 0) {
+    sv->port = atoi(line);
+    if (sv->port <= 0) {
         fprintf(stderr, "test_fetch: http_server.py did not report a port (got '%s')\n", line);
         return -1;
     }
     return 0;
 }
 
-static void server_stop(void)
+static void server_stop(server *sv)
 {
-    if (g_server_stdin >= 0)
-        close(g_server_stdin);          /* the server exits on EOF ... */
-    if (g_server > 0) {
+    if (sv->stdin_fd >= 0)
+        close(sv->stdin_fd);            /* the server exits on EOF ... */
+    if (sv->pid > 0) {
         int st;
         double deadline = qf_time_mono() + 3.0;
-        while (waitpid(g_server, &st, WNOHANG) == 0) {
+        while (waitpid(sv->pid, &st, WNOHANG) == 0) {
             if (qf_time_mono() > deadline) {   /* ... or is killed */
-                kill(g_server, SIGKILL);
-                waitpid(g_server, &st, 0);
+                kill(sv->pid, SIGKILL);
+                waitpid(sv->pid, &st, 0);
                 break;
             }
             struct timespec ts = { 0, 20 * 1000000L };
             nanosleep(&ts, NULL);
         }
     }
-    g_server = -1;
-    g_server_stdin = -1;
+    *sv = (server){ -1, -1, 0 };
 }
 
 /* ---- manifests ------------------------------------------------------------------------------ */
@@ -896,6 +909,55 @@ static void t_complete_part(void **state)
     assert_int_equal(ranged, 1);
 }
 
+/* HTTPS: a server with a self-signed certificate (made with openssl, when it is there) is
+ * refused without ca_file, at once and saying why, and trusted with it. */
+static void t_https(void **state)
+{
+    (void)state;
+    char cert[160], key[160], cmd[1024];
+    snprintf(cert, sizeof cert, "%s/cert.pem", g_root);
+    snprintf(key, sizeof key, "%s/key.pem", g_root);
+    snprintf(cmd, sizeof cmd, "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+             "-nodes -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 "
+             "-keyout '%s' -out '%s' >/dev/null 2>&1", key, cert);
+    if (system(cmd) != 0) {
+        printf("test_fetch: openssl could not make a certificate; HTTPS not tested\n");
+        skip();
+    }
+    server tls = { -1, -1, 0 };
+    if (server_start(&tls, cert, key) != 0) {
+        server_stop(&tls);
+        fail_msg("the HTTPS server did not start");
+    }
+    char yaml[1024], path[256], why[2048], url[128];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/ok/v.bin", tls.port);
+    snprintf(yaml, sizeof yaml, "name: tls\nkind: text\nurl: %s\nsize: %ld\nsha256: %s\n"
+             "license: t\ndescription: t\n", url, PAYLOAD_BYTES, g_sha);
+    snprintf(path, sizeof path, "%s/tls.yaml", g_mdir);
+    write_file(path, yaml);
+    qf_manifest m;
+    int err = qf_manifest_load(path, &m, why, sizeof why);
+    qf_fetch_opts o = test_opts();
+    qf_fetch_result r;
+    if (!err) {                                   /* final: no retries ("gave up") */
+        int e = qf_fetch(&m, &o, &r, why, sizeof why);
+        err = e == QF_ENET && strstr(why, "not trusted") && !strstr(why, "gave up") ? 0 : -1;
+    }
+    char why2[2048] = "";
+    int err2 = -1;
+    if (!err) {
+        o.ca_file = cert;
+        err2 = qf_fetch(&m, &o, &r, why2, sizeof why2);
+    }
+    server_stop(&tls);                            /* before any assert can jump out */
+    if (err)
+        fail_msg("an untrusted certificate was not refused at once: %s", why);
+    if (err2)
+        fail_msg("HTTPS with the CA given failed: %s", why2);
+    assert_string_equal(r.sha256, g_sha);
+    assert_true(r.downloaded);
+}
+
 /* ---- the agent's side: a job's dataset named by manifest ------------------------------------ */
 
 static qf_job_spec job_spec(const char *dataset, int64_t rows, int64_t cols)
@@ -1033,13 +1095,21 @@ static int setup(void **state)
     sha_hex(g_payload, g_payload_len, g_wrong_sha);
     for (size_t i = 0; i < g_payload_len; i += 1024)
         g_payload[i] ^= 0xFF;
-    return server_start();
+    return 0;
+}
+
+static int setup_with_server(void **state)
+{
+    if (setup(state) != 0 || server_start(&g_http, NULL, NULL) != 0)
+        return -1;
+    g_port = g_http.port;
+    return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    server_stop();
+    server_stop(&g_http);
     rm_rf(g_root);
     free(g_payload);
     return 0;
@@ -1047,19 +1117,16 @@ static int teardown(void **state)
 
 int main(void)
 {
-    if (!python3_on_path()) {
-        printf("SKIP test_fetch: python3 is not on PATH, so the HTTP fault tests "
-               "(tests/http_server.py) did not run. Install python3 to run them.\n");
-        return 77;
-    }
     if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return 1;
     signal(SIGPIPE, SIG_IGN);
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest offline[] = {
         cmocka_unit_test(t_shipped_manifests),
         cmocka_unit_test(t_bad_manifests),
         cmocka_unit_test(t_ref_parse),
         cmocka_unit_test(t_cache_dir),
+    };
+    const struct CMUnitTest online[] = {
         cmocka_unit_test(t_ok_then_cached),
         cmocka_unit_test(t_redirects),
         cmocka_unit_test(t_404_is_not_retried),
@@ -1077,9 +1144,17 @@ int main(void)
         cmocka_unit_test(t_verify_deletes_corrupt),
         cmocka_unit_test(t_synthetic_has_nothing_to_fetch),
         cmocka_unit_test(t_complete_part),
+        cmocka_unit_test(t_https),
         cmocka_unit_test(t_jobs_resolve_manifests),
     };
-    int failed = cmocka_run_group_tests(tests, setup, teardown);
+    int failed = cmocka_run_group_tests_name("manifests", offline, setup, teardown);
+    if (!python3_on_path()) {
+        printf("SKIP test_fetch: python3 is not on PATH, so the HTTP tests (tests/http_server.py"
+               ") did not run; only the manifest tests did. Install python3 to run them.\n");
+        curl_global_cleanup();
+        return failed ? failed : 77;
+    }
+    failed += cmocka_run_group_tests_name("fetch", online, setup_with_server, teardown);
     curl_global_cleanup();
     return failed;
 }
