@@ -164,55 +164,75 @@ static qf_synth_dist synth_dist(const char *generator)
 
 /* rows x cols of a 2-D weight tensor named name in a GGUF or safetensors file, checked against
  * the spec's shape. The tensor's values are not read here: see resolve_dataset. */
-static int tensor_shape(const qf_manifest *m, const char *path, const char *name,
-                        const qf_job_spec *spec, char *why, size_t why_len)
+/* Finds tensor `name` in the fetched file, checks it is the job's rows x cols weight matrix,
+ * and decodes it to floats (*w, rows * cols, caller frees): GGUF tensors of any format of our
+ * table through its dequantizer, safetensors F32/F16/BF16/I8/.. through the reader. */
+static int tensor_load(const qf_manifest *m, const char *path, const char *name,
+                       const qf_job_spec *spec, float **w, char *why, size_t why_len)
 {
     int64_t rows = 0, cols = 0;
-    int nd = 0;
-    int err = 0;
+    int nd = 0, err = 0;
+    float *buf = NULL;
+    qf_gguf *g = NULL;
+    qf_safetensors *st = NULL;
+    const qf_gguf_tensor *gt = NULL;
+    const qf_st_tensor *sst = NULL;
     if (m->format == QF_MANIFEST_FMT_GGUF) {
-        qf_gguf *g = NULL;
         char gwhy[QF_JOB_ERROR_MAX];
         if ((err = qf_gguf_open(path, &g, gwhy, sizeof gwhy)) != 0) {
             setwhy(why, why_len, "%s", gwhy);
             return err;
         }
-        const qf_gguf_tensor *t = qf_gguf_find_tensor(g, name);
-        if (t) {
-            nd = (int)t->n_dims;
-            cols = t->dims[0];     /* ggml's ne[0]: the contiguous row */
-            rows = t->dims[1];
+        if ((gt = qf_gguf_find_tensor(g, name)) != NULL) {
+            nd = (int)gt->n_dims;
+            cols = gt->dims[0];     /* ggml's ne[0]: the contiguous row */
+            rows = gt->dims[1];
         }
-        qf_gguf_close(&g);
     } else {
-        qf_safetensors *st = NULL;
         if ((err = qf_safetensors_open(path, &st)) != 0) {   /* it prints its own reason */
             setwhy(why, why_len, "%s: not a valid safetensors file", path);
             return err;
         }
-        const qf_st_tensor *t = qf_safetensors_find(st, name);
-        if (t) {
-            nd = t->n_dims;
-            rows = nd == 2 ? t->shape[0] : 0;
-            cols = nd == 2 ? t->shape[1] : 0;
+        if ((sst = qf_safetensors_find(st, name)) != NULL) {
+            nd = sst->n_dims;
+            rows = nd == 2 ? sst->shape[0] : 0;
+            cols = nd == 2 ? sst->shape[1] : 0;
         }
-        qf_safetensors_destroy(&st);
     }
     if (nd == 0) {
         setwhy(why, why_len, "manifest %s: no tensor '%s' in %s", m->name, name, path);
-        return QF_ENOENT;
-    }
-    if (nd != 2) {
+        err = QF_ENOENT;
+    } else if (nd != 2) {
         setwhy(why, why_len, "manifest %s: tensor '%s' has %d dimensions, not a 2-D weight "
                  "matrix", m->name, name, nd);
-        return QF_ESHAPE;
-    }
-    if (rows != spec->rows || cols != spec->cols) {
+        err = QF_ESHAPE;
+    } else if (rows != spec->rows || cols != spec->cols) {
         setwhy(why, why_len, "manifest %s: tensor '%s' is %" PRId64 "x%" PRId64 ", the job's "
                  "shape is %" PRId64 "x%" PRId64, m->name, name, rows, cols, spec->rows,
                  spec->cols);
-        return QF_ESHAPE;
+        err = QF_ESHAPE;
+    } else if (!(buf = malloc((size_t)(rows * cols) * sizeof *buf))) {
+        setwhy(why, why_len, "manifest %s: no memory for tensor '%s'", m->name, name);
+        err = QF_ENOMEM;
+    } else if (gt) {
+        if (gt->format < 0)
+            err = QF_EUNSUP;
+        else
+            err = qf_dequantize((qf_format)gt->format, gt->data, buf, rows, cols);
+        if (err)
+            setwhy(why, why_len, "manifest %s: tensor '%s' is of a GGUF type quantfleet "
+                     "cannot decode", m->name, name);
+    } else if ((err = qf_safetensors_to_float(sst, buf)) != 0) {
+        setwhy(why, why_len, "manifest %s: tensor '%s': its dtype cannot be read as floats",
+                 m->name, name);
     }
+    qf_gguf_close(&g);
+    qf_safetensors_destroy(&st);
+    if (err) {
+        free(buf);
+        return err;
+    }
+    *w = buf;
     return 0;
 }
 
@@ -220,11 +240,12 @@ static int tensor_shape(const qf_manifest *m, const char *path, const char *name
  * manifests. A manifest of kind tensor or model is looked up in the manifest folder
  * (qf_manifest_default_dir), fetched into this machine's cache if it is not there yet (the
  * lock in fetch.c makes concurrent jobs wait for one download), and its tensor found and
- * checked against the job's shape; measuring it is the part still missing (the measurement
- * core generates its input and takes none), so such a job ends FAILED with that said. */
-static int resolve_dataset(const qf_job_spec *spec, qf_synth_dist *dist, char *why,
-                           size_t why_len)
+ * checked against the job's shape and decoded to floats (*weights, caller frees), which the
+ * measurement core then measures instead of generating its input. */
+static int resolve_dataset(const qf_job_spec *spec, qf_synth_dist *dist, float **weights,
+                           char *why, size_t why_len)
 {
+    *weights = NULL;
     if (strncmp(spec->dataset, SYNTH_PREFIX, strlen(SYNTH_PREFIX)) == 0) {
         *dist = synth_dist(spec->dataset);
         return 0;
@@ -275,14 +296,11 @@ static int resolve_dataset(const qf_job_spec *spec, qf_synth_dist *dist, char *w
         return err;
     }
     char swhy[512];
-    if ((err = tensor_shape(&m, fr.path, tname, spec, swhy, sizeof swhy)) != 0) {
+    if ((err = tensor_load(&m, fr.path, tname, spec, weights, swhy, sizeof swhy)) != 0) {
         setwhy(why, why_len, "%s", swhy);
         return err;
     }
-    setwhy(why, why_len, "dataset %s: tensor '%s' (%" PRId64 "x%" PRId64 ") is in %s, but "
-             "the measurement core cannot take a file's tensor yet (qf_measure_spec has no "
-             "input matrix)", spec->dataset, tname, spec->rows, spec->cols, fr.path);
-    return QF_EUNSUP;
+    return 0;
 }
 
 /* ---- kinds -------------------------------------------------------------------------------- */
@@ -294,15 +312,18 @@ static int run_op(const qf_job_spec *spec, qf_bench_op op, qf_job_result *out)
     if (qf_format_from_name(spec->format, &fmt) != 0)
         return failed(out, "format: unknown format '%s'", spec->format);
     char why[QF_JOB_ERROR_MAX - 64];
-    qf_synth_dist dist;
-    if (resolve_dataset(spec, &dist, why, sizeof why) != 0)
+    qf_synth_dist dist = QF_SYNTH_GAUSSIAN;
+    float *weights = NULL;      /* a dataset's tensor, or NULL: generated from dist */
+    if (resolve_dataset(spec, &dist, &weights, why, sizeof why) != 0)
         return failed(out, "%s", why);
     qf_measure_spec ms = {
         .op = op, .rows = spec->rows, .cols = spec->cols, .threads = (int)spec->threads,
         .reps = spec->reps, .warmup = spec->warmup, .dist = dist, .seed = spec->seed,
+        .input = weights,
     };
     qf_measure *m = NULL;
     int err = qf_measure_new(&ms, &fmt, 1, &m, why, sizeof why);
+    free(weights);
     if (err)
         return failed(out, "%s %s: %s", spec->kind, spec->format, why);
 

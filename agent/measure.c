@@ -275,11 +275,16 @@ void qf_measure_destroy(qf_measure **mp)
 static int generate(qf_measure *m, char *why, size_t why_len)
 {
     const qf_measure_spec *s = &m->spec;
-    qf_synth_params wp = qf_synth_defaults(s->dist, s->seed);
-    int err = qf_synth_fill(&wp, m->x, s->rows, s->cols);
-    if (err)
-        return fail(err, why, why_len, "generating the %s weights: %s",
-                    qf_synth_dist_name(s->dist), qf_strerror(err));
+    int err = 0;
+    if (s->input) {
+        memcpy(m->x, s->input, (size_t)(s->rows * s->cols) * sizeof(float));
+    } else {
+        qf_synth_params wp = qf_synth_defaults(s->dist, s->seed);
+        err = qf_synth_fill(&wp, m->x, s->rows, s->cols);
+        if (err)
+            return fail(err, why, why_len, "generating the %s weights: %s",
+                        qf_synth_dist_name(s->dist), qf_strerror(err));
+    }
     qf_synth_params ap = qf_synth_defaults(QF_SYNTH_GAUSSIAN,
                                            s->seed ^ UINT64_C(0x9e3779b97f4a7c15));
     ap.stddev = 1.0;
@@ -507,6 +512,7 @@ int qf_measure_new(const qf_measure_spec *spec, const qf_format *fmts, int nfmts
                             why, why_len);
     if (!err)
         err = generate(m, why, why_len);
+    m->spec.input = NULL;   /* copied into m->x: the caller's buffer is not kept */
     if (!err && spec->backend == QF_BACKEND_CUDA)
         err = cuda_setup(m, why, why_len);
     if (err) {

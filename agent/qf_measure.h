@@ -39,6 +39,8 @@ typedef struct qf_measure_spec {
     uint32_t      warmup;       /* untimed passes before them */
     qf_synth_dist dist;         /* body of the generated weights */
     uint64_t      seed;         /* of the weights; the activations derive their own from it */
+    const float  *input;        /* optional: rows x cols weights to measure instead of
+                                   generating them (a dataset's tensor); copied by _new */
 } qf_measure_spec;
 
 typedef struct qf_measure_out {

@@ -1004,13 +1004,30 @@ static void t_jobs_resolve_manifests(void **state)
     qf_job_result_clear(&a);
     qf_job_result_clear(&b);
 
-    /* A tensor manifest: fetched on first use, its tensor found and its shape checked; the
-     * measurement of a file's tensor is not there yet and the job says so. */
+    /* A tensor manifest: fetched on first use, its tensor found, its shape checked, decoded
+     * and measured; the result's dataset hash is that of the tensor's floats. */
     qf_manifest m;
     char extra[256];
     snprintf(extra, sizeof extra, "size: %ld\nsha256: %s\ntensor: w\n", PAYLOAD_BYTES, g_sha);
     manifest_for(&m, "job-model", "/ok/job.gguf", extra);
-    expect_job_failed("manifest:job-model", W_ROWS, W_COLS, "cannot take a file's tensor yet");
+    s = job_spec("manifest:job-model", W_ROWS, W_COLS);
+    assert_int_equal(qf_jobs_run(&s, &a), 0);
+    if (a.status != QF_JOB_OK)
+        fail_msg("manifest:job-model: %s", a.error);
+    assert_int_equal(a.n_samples, 1);
+    assert_true(a.has_metrics && a.metrics.snr_db > 30.0);     /* q8_0 of real weights */
+    qf_gguf *gg = NULL;
+    char gwhy[256];
+    assert_int_equal(qf_gguf_open(g_payload_path, &gg, gwhy, sizeof gwhy), 0);
+    const qf_gguf_tensor *gw = qf_gguf_find_tensor(gg, "w");
+    assert_non_null(gw);
+    unsigned char h[crypto_hash_sha256_BYTES];
+    char hex[65];
+    crypto_hash_sha256(h, gw->data, gw->size);   /* f32 on disk: its bytes are the floats */
+    sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+    assert_string_equal(a.dataset_sha256, hex);
+    qf_gguf_close(&gg);
+    qf_job_result_clear(&a);
     char final[QF_FETCH_PATH_MAX], part[PART_MAX];
     cache_paths(&m, final, part);
     assert_int_equal(file_size(final), PAYLOAD_BYTES);
