@@ -746,7 +746,7 @@ int qf_gguf_open(const char *path, qf_gguf **out, char *why, size_t why_len)
     }
     cursor c = { .g = g, .why = why, .why_len = why_len };
     int rc;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     struct stat st;
     if (fd < 0) {
         rc = fail(&c, errno == ENOENT ? QF_ENOENT : QF_EIO, "cannot open: %s", strerror(errno));
@@ -931,6 +931,7 @@ struct qf_gguf_writer {
     char       *path, *tmp;
     int         fd;
     uint32_t    alignment;
+    mode_t      mode;           /* of the file it replaces, else 0644 */
     qf_gguf_kv *kvs;            /* deep-owned copies */
     size_t      n_kv, cap_kv;
     wtensor    *t;
@@ -961,6 +962,20 @@ int qf_gguf_writer_new(const char *path, qf_gguf_writer **out, char *why, size_t
 {
     assert(path && out);
     *out = NULL;
+    /* The file is replaced by a rename at the end: that is only right for a regular file (a
+     * device, FIFO, directory or symlink named as the output would be swapped for a file). */
+    struct stat st;
+    mode_t mode = 0644;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISREG(st.st_mode)) {
+            if (why && why_len)
+                snprintf(why, why_len, "%s exists and is not a regular file (%s): refusing to "
+                         "replace it", path, S_ISLNK(st.st_mode) ? "a symbolic link" :
+                         S_ISDIR(st.st_mode) ? "a directory" : "a device, FIFO or socket");
+            return QF_EINVAL;
+        }
+        mode = st.st_mode & 07777;    /* an overwritten file keeps its permissions */
+    }
     qf_gguf_writer *w = calloc(1, sizeof *w);
     size_t n = strlen(path) + sizeof ".tmp.XXXXXX";
     if (!w || !(w->path = strdup(path)) || !(w->tmp = malloc(n)) ||
@@ -988,6 +1003,7 @@ int qf_gguf_writer_new(const char *path, qf_gguf_writer **out, char *why, size_t
         return QF_EIO;
     }
     w->alignment = QF_GGUF_DEFAULT_ALIGN;
+    w->mode = mode;
     *out = w;
     return 0;
 }
@@ -1449,7 +1465,7 @@ static int finish(qf_gguf_writer *w)
         rc = flush(w);
     if (rc)
         return rc;
-    if (fchmod(w->fd, 0644) != 0 || fsync(w->fd) != 0)
+    if (fchmod(w->fd, w->mode) != 0 || fsync(w->fd) != 0)
         return werr(w, QF_EIO, "%s: cannot sync: %s", w->tmp, strerror(errno));
     int fd = w->fd;
     w->fd = -1;

@@ -209,7 +209,8 @@ static int check_tiling(const qf_safetensors *st, size_t first, const st_file *f
 
 static int map_file(st_file *f, uint64_t *size)
 {
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO named like a model must be refused below, not block the open */
+    int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return qf_errorf(errno == ENOENT ? QF_ENOENT : QF_EIO, "%s: cannot open: %s",
                          f->path, strerror(errno));

@@ -492,6 +492,42 @@ static void expect_writer_error(qf_gguf_writer *w, int rc, int expect, const cha
     assert_int_equal(count_files(), 1);       /* only the pre-existing destination */
 }
 
+/* The output is replaced by a rename: a device, directory or symlink named as the output
+ * is refused up front and left as it was; an overwritten regular file keeps its mode. */
+static void test_writer_refuses_non_regular_output(void **state)
+{
+    (void)state;
+    const char *targets[] = { "/dev/null", tmp_path("adir"), tmp_path("alink") };
+    assert_int_equal(mkdir(targets[1], 0755), 0);
+    assert_int_equal(symlink("elsewhere", targets[2]), 0);
+    for (int i = 0; i < 3; i++) {
+        qf_gguf_writer *w = NULL;
+        char why[512] = "";
+        assert_int_equal(qf_gguf_writer_new(targets[i], &w, why, sizeof why), QF_EINVAL);
+        assert_null(w);
+        if (!strstr(why, "not a regular file"))
+            fail_msg("%s: '%s' does not say why", targets[i], why);
+    }
+    struct stat st;
+    assert_int_equal(stat("/dev/null", &st), 0);
+    assert_true(S_ISCHR(st.st_mode));
+    assert_int_equal(lstat(targets[2], &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    unlink(targets[2]);
+    rmdir(targets[1]);
+
+    const char *path = tmp_path("mode.gguf");
+    write_file(path, "old", 3);
+    assert_int_equal(chmod(path, 0600), 0);
+    qf_gguf_writer *w = NULL;
+    char why[512];
+    assert_int_equal(qf_gguf_writer_new(path, &w, why, sizeof why), 0);
+    assert_int_equal(qf_gguf_writer_finish(&w, why, sizeof why), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    unlink(path);
+}
+
 static void test_writer_errors(void **state)
 {
     (void)state;
@@ -1380,6 +1416,7 @@ int main(void)
         cmocka_unit_test_setup(test_refuse_overlap, test_setup),
         cmocka_unit_test_setup(test_refuse_duplicates, test_setup),
         cmocka_unit_test_setup(test_garbage, test_setup),
+        cmocka_unit_test_setup(test_writer_refuses_non_regular_output, test_setup),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
