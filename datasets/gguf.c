@@ -578,8 +578,15 @@ static int read_tensor_info(cursor *c, size_t i, qf_gguf_tensor *t)
         return rc;
     if (name.len == 0)
         return fail(c, QF_EPARSE, "tensor %zu name at byte %" PRIu64 ": empty name", i, at);
-    t->name = name.s;
     shown(name.s, name.len, nb);
+    /* names end up in logs, tables and terminals: no control bytes (an ESC would let a file
+     * drive the terminal); UTF-8 beyond ASCII is fine */
+    for (uint64_t k = 0; k < name.len; k++)
+        if ((unsigned char)name.s[k] < 0x20 || name.s[k] == 0x7f)
+            return fail(c, QF_EPARSE, "tensor %zu name '%s' at byte %" PRIu64 ": control "
+                        "character 0x%02x at position %" PRIu64, i, nb, at,
+                        (unsigned)(unsigned char)name.s[k], k);
+    t->name = name.s;
 
     setf(c, "tensor %zu '%s' n_dims", i, nb);
     at = c->off;

@@ -298,6 +298,13 @@ static int load_file(qf_safetensors *st, st_file *f)
             err = qf_errorf(QF_EPARSE, "%s: a tensor has an empty name", f->path);
             break;
         }
+        /* names reach logs and terminals: no control bytes (JSON can spell an ESC) */
+        for (const char *q = key; *q && !err; q++)
+            if ((unsigned char)*q < 0x20 || *q == 0x7f)
+                err = qf_errorf(QF_EPARSE, "%s: tensor name has control character 0x%02x at "
+                                "position %td", f->path, (unsigned)(unsigned char)*q, q - key);
+        if (err)
+            break;
         qf_st_tensor t = { 0 };
         uint64_t b = 0, e = 0;
         if ((err = parse_entry(f->path, key, val, data_len, &t, &b, &e)) != 0)

@@ -1343,6 +1343,8 @@ static void test_refuse_duplicates(void **state)
     expect_refused(&k, QF_EPARSE, "tensor 1 name at byte");
     k.t1_name = "0123456789012345678901234567890123456789012345678901234567890123";  /* 64 */
     expect_refused(&k, QF_EPARSE, "over the limit of 63");
+    k.t1_name = "t\x1b[2J";                    /* a terminal escape in a name */
+    expect_refused(&k, QF_EPARSE, "control character 0x1b");
 }
 
 /* Seeded random files, with and without a plausible header, and single-byte mutations of a

@@ -343,6 +343,8 @@ static void test_refusals(void **state)
           "'__metadata__'" },
         { "empty name", "{\"\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", -1, 4,
           QF_EPARSE, "empty name" },
+        { "escape in a name", "{\"w\\u001b[2J\":{\"dtype\":\"F32\",\"shape\":[1],"
+          "\"data_offsets\":[0,4]}}", -1, 4, QF_EPARSE, "control character 0x1b" },
     };
     unsigned char zeros[64] = { 0 };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
