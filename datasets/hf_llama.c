@@ -565,8 +565,9 @@ static int map_name(const qf_hf_llama *m, const char *hf, char *gguf, size_t ggu
     char *end;
     errno = 0;
     long blk = strtol(p, &end, 10);
-    if (end == p || *end != '.' || errno || blk < 0 || blk >= h->n_layer || *p == '-' ||
-        *p == '+')
+    /* plain decimal only: "00", " 0" or "+0" would name block 0 a second time */
+    if (end == p || *end != '.' || errno || blk < 0 || blk >= h->n_layer || *p < '0' ||
+        *p > '9' || (*p == '0' && end - p > 1))
         return QF_EPARSE;
     p = end + 1;
     if (strcmp(p, "self_attn.rotary_emb.inv_freq") == 0)
