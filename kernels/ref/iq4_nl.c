@@ -18,6 +18,7 @@
 
 #include "qf_formats.h"
 #include "qf_ref.h"
+#include "ref_util.h"
 
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
@@ -92,15 +93,8 @@ static void quantize_block(const float x[32], uint8_t L[32], qf_block_iq4_nl *y,
     for (int j = 0; j < 32; j++)
         weight[j] = x[j] * x[j];
 
-    /* the value of largest magnitude, with its sign; the first one wins ties */
-    float amax = 0.0f, max = 0.0f;
-    for (int j = 0; j < 32; j++) {
-        const float ax = fabsf(x[j]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[j];
-        }
-    }
+    float amax;
+    const float max = qf_ref_signed_absmax(x, 32, &amax);
 
     /* A block below the threshold gets scale 0 and leaves L as it was. With the search on,
      * L is redone below from scale 0 (every index 8, the entry nearest 0: bytes 0x88). With

@@ -21,6 +21,7 @@
 
 #include "qf_formats.h"
 #include "qf_ref.h"
+#include "ref_util.h"
 
 /* Byte-exactness needs a * b + c to round twice, as ggml's reference build does. GCC in ISO C
  * mode (-std=c11, as CMakeLists.txt sets) never fuses; clang fuses within an expression on
@@ -76,14 +77,8 @@ static void sym_trial(const float *x, int n, int nmax, float iscale, int8_t *L,
  * side with one more level). */
 static float fit_symmetric(const float *x, int n, int nmax, int8_t *L)
 {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++) {
-        float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
+    float amax;
+    const float max = qf_ref_signed_absmax(x, n, &amax);
     if (amax < GROUP_EPS) {
         memset(L, 0, (size_t)n);
         return 0.f;
@@ -117,14 +112,8 @@ static float fit_symmetric(const float *x, int n, int nmax, int8_t *L)
  * zero either way. */
 static float fit_q3(const float *x, int n, int nmax, int8_t *L)
 {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++) {
-        float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
+    float amax;
+    const float max = qf_ref_signed_absmax(x, n, &amax);
     if (amax < GROUP_EPS) {
         memset(L, 0, (size_t)n);
         return 0.f;
@@ -499,15 +488,10 @@ void qf_quantize_row_q3_K_ref(const float *x, void *vy, int64_t k)
     for (int64_t b = 0; b < k / QF_QK_K; b++, x += QF_QK_K) {
         int8_t L[QF_QK_K];
         float scales[16];
-        float max_scale = 0, amax = 0;     /* the signed scale of largest magnitude */
-        for (int j = 0; j < 16; j++) {
+        for (int j = 0; j < 16; j++)
             scales[j] = fit_q3(x + 16 * j, 16, 4, L + 16 * j);
-            float as = fabsf(scales[j]);
-            if (as > amax) {
-                amax = as;
-                max_scale = scales[j];
-            }
-        }
+        float amax;                          /* the signed scale of largest magnitude */
+        const float max_scale = qf_ref_signed_absmax(scales, 16, &amax);
 
         /* 6-bit signed sub-block scales, offset by 32: the largest maps to -32 */
         if (max_scale != 0) {
@@ -762,15 +746,10 @@ void qf_quantize_row_q6_K_ref(const float *x, void *vy, int64_t k)
     for (int64_t b = 0; b < k / QF_QK_K; b++, x += QF_QK_K) {
         int8_t L[QF_QK_K];
         float scales[16];
-        float max_scale = 0, max_abs_scale = 0;
-        for (int j = 0; j < 16; j++) {
+        for (int j = 0; j < 16; j++)
             scales[j] = fit_symmetric(x + 16 * j, 16, 32, L + 16 * j);
-            float as = fabsf(scales[j]);
-            if (as > max_abs_scale) {
-                max_abs_scale = as;
-                max_scale = scales[j];
-            }
-        }
+        float max_abs_scale;
+        const float max_scale = qf_ref_signed_absmax(scales, 16, &max_abs_scale);
 
         if (max_abs_scale < GROUP_EPS) {   /* nothing to represent: an all-zero block */
             memset(&y[b], 0, sizeof y[b]);
@@ -837,14 +816,8 @@ void qf_quantize_row_q8_K_ref(const float *x, void *vy, int64_t k)
     qf_block_q8_K *y = vy;
 
     for (int64_t b = 0; b < k / QF_QK_K; b++, x += QF_QK_K) {
-        float max = 0, amax = 0;
-        for (int i = 0; i < QF_QK_K; i++) {
-            float ax = fabsf(x[i]);
-            if (ax > amax) {
-                amax = ax;
-                max = x[i];
-            }
-        }
+        float amax;
+        const float max = qf_ref_signed_absmax(x, QF_QK_K, &amax);
         if (!amax) {
             /* ggml zeroes d and qs here but leaves bsums as it found them (whatever the
              * caller's buffer held); we write zeros, the only value that means anything, so

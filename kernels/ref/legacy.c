@@ -21,6 +21,7 @@
 
 #include "qf_formats.h"
 #include "qf_ref.h"
+#include "ref_util.h"
 
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
@@ -61,19 +62,12 @@ static int trunc_to_u8(float v)
     return (uint8_t)(uint32_t)trunc_to_i32_like_x86(v);
 }
 
-/* The value of largest magnitude, keeping its sign; the first one wins ties (and NaNs never
- * win). The symmetric 4/5-bit formats map it to the -8 / -16 end of their range, the end with
- * one more level, so the block's extreme is represented exactly. */
+/* The symmetric 4/5-bit formats map the block's signed extreme (ref_util.h) to the -8 / -16
+ * end of their range, the end with one more level, so it is represented exactly. */
 static float signed_absmax(const float *x, int n)
 {
-    float amax = 0.0f, max = 0.0f;
-    for (int j = 0; j < n; j++) {
-        if (amax < fabsf(x[j])) {
-            amax = fabsf(x[j]);
-            max = x[j];
-        }
-    }
-    return max;
+    float amax;
+    return qf_ref_signed_absmax(x, n, &amax);
 }
 
 /* Largest |x|, folded as ggml's MAX(amax, |x|) does: a NaN element is taken and then dropped
