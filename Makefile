@@ -12,7 +12,8 @@ GGML_DIR    = $(abspath $(CACHE))/node-llama-cpp-linux-x64/bins/linux-x64
 DEB_PACKAGES = build-essential cmake pkg-config git python3 clang libclang-rt-14-dev \
                libjansson-dev libcmocka-dev libmsgpack-dev libzmq3-dev libsqlite3-dev \
                libhwloc-dev libyaml-dev libsodium-dev libcurl4-openssl-dev \
-               sqlite3 npm
+               sqlite3 npm gcc-aarch64-linux-gnu qemu-user chromium \
+               ocl-icd-opencl-dev opencl-c-headers pocl-opencl-icd
 
 CMAKE_ARGS = -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQF_GGML_DIR=$(GGML_DIR)
 
@@ -45,3 +46,53 @@ ggml: deps
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
+
+# --- hardening: fuzzing, soak, the aarch64 cross build (docs/deploy.md, docs/performance.md) ---
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS  = wire gguf safetensors suite
+SOAK_SECONDS ?= 600
+CROSS_BUILD  ?= build-aarch64
+# arm64 cmocka from Debian's multiarch archive (deps.sh adds the arm64 architecture first)
+CROSS_DEB_PACKAGES = gcc-aarch64-linux-gnu qemu-user libcmocka-dev:arm64
+
+.PHONY: fuzz fuzz-build fuzz-seeds soak cross-aarch64
+
+fuzz-build: deps
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DQF_FUZZ=ON -DQF_CUDA=OFF $(CMAKE_ARGS) >/dev/null
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target qf_fuzz make_seeds
+
+# Each libFuzzer target (clang, ASan + UBSan) for FUZZ_SECONDS on its seeds in tests/fuzz/NAME/;
+# inputs it finds go to FUZZ_BUILD/corpus/NAME, a crash to FUZZ_BUILD/findings/ (and fails).
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/findings; \
+	    echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
+	    if ! $(FUZZ_BUILD)/tests/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=30 \
+	            -close_fd_mask=2 -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/findings/$$t- \
+	            $(FUZZ_BUILD)/corpus/$$t tests/fuzz/$$t > $(FUZZ_BUILD)/fuzz_$$t.log 2>&1; then \
+	        tail -n 80 $(FUZZ_BUILD)/fuzz_$$t.log; \
+	        echo "fuzz_$$t: FINDING, input saved under $(FUZZ_BUILD)/findings/"; exit 1; \
+	    fi; \
+	    grep -E '^Done|number_of_executed_units|peak_rss' $(FUZZ_BUILD)/fuzz_$$t.log; \
+	done
+
+# Rewrites the wire, gguf and safetensors seeds with quantfleet's own writers.
+fuzz-seeds: fuzz-build
+	$(FUZZ_BUILD)/tests/fuzz/make_seeds tests/fuzz
+
+# The long runs: 100 agent and 20 coordinator kills during a suite, then 1,000 simulated
+# agents through one coordinator for SOAK_SECONDS (jobs/s, p99 dispatch, RSS must stay flat).
+soak: build
+	cd $(BUILD) && QF_FAULT_AGENT_KILLS=100 QF_FAULT_COORD_KILLS=20 \
+	    ctest --output-on-failure -R '^test_faults$$'
+	./$(BUILD)/qfleet bench --op fleet --agents 1000 --duration $(SOAK_SECONDS) --sample-s 10
+
+# The kernels, the synthetic generator and their tests built for 64-bit Arm Linux and run
+# under qemu-aarch64 (cmake/toolchains/aarch64-linux-gnu.cmake, QF_KERNELS_ONLY).
+cross-aarch64:
+	@scripts/deps.sh $(CROSS_DEB_PACKAGES)
+	cmake -S . -B $(CROSS_BUILD) -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake \
+	    -DQF_KERNELS_ONLY=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(CROSS_BUILD) -j $(JOBS)
+	cd $(CROSS_BUILD) && ctest --output-on-failure -j $(JOBS)

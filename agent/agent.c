@@ -21,6 +21,10 @@
  * The DEALER reconnects by itself (ZMQ_RECONNECT_IVL with backoff); the protocol's recovery is
  * ours: silence for SILENT_INTERVALS heartbeats, an "unknown agent" ERROR or a BYE from the
  * coordinator mean HELLO again, retried with doubling backoff until a WELCOME.
+ * With CURVE (docs/security.md) libzmq encrypts and authenticates the connection; a socket
+ * monitor tells us when the coordinator refuses our key or the handshake fails, which we log
+ * once per episode. libzmq does not reconnect a socket whose handshake failed, so we make a new
+ * one, with doubling backoff (the key may be enrolled later without restarting anything).
  * Called by `qfleet agent` (qf_agent_main) and, with a shared context over inproc, by
  * `qfleet run`. Not hot: a handful of frames per job.
  */
@@ -46,6 +50,7 @@
 #include <zmq.h>
 
 #include "qf_cli_args.h"
+#include "qf_curve.h"
 #include "qf_err.h"
 #include "qf_fingerprint.h"
 #include "qf_job.h"
@@ -68,6 +73,8 @@
 #define STOP_CHECK_MS        100
 #define REAP_RETRY_MS        10     /* a killed child not reaped yet: look again this soon */
 #define BYE_LINGER_MS        250    /* how long close may wait to get BYE out */
+#define REOPEN_MIN_MS        1000   /* a refused handshake: a new socket after this, */
+#define REOPEN_MAX_MS        30000  /* doubling up to this */
 
 /* A RESULT frame not yet ACKed: on disk in the spool and in memory for re-sending. */
 typedef struct spooled {
@@ -116,6 +123,11 @@ typedef struct agent {
     int      acked;                 /* results ACKed, for o->max_jobs */
     bool     ctx_gone;              /* the shared context was terminated under us: a stop */
     bool     refused;        /* the coordinator refused our HELLO for good (name in use) */
+    qf_curve_monitor *mon;          /* CURVE handshakes, when CURVE is on */
+    bool     auth_logged;           /* the current handshake failure has been logged */
+    int64_t  reopen_at;             /* after a failed handshake: when to make a new socket */
+    uint32_t reopen_ms;
+    bool     keys_logged;
 } agent;
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -442,8 +454,43 @@ static int send_msg(agent *a, qf_msg *m)
     return rc;
 }
 
+static int open_socket(agent *a);
+static void close_socket(agent *a);
+
+/* A refused key or a failed handshake makes the HELLOs vanish: say why, once per episode, and
+ * since libzmq gives such a socket up, replace it (with backoff). */
+static void check_handshake(agent *a, int64_t now)
+{
+    char why[256];
+    if (!qf_curve_monitor_failed(a->mon, why, sizeof why)) {
+        a->auth_logged = false;
+        a->reopen_at = 0;
+        a->reopen_ms = REOPEN_MIN_MS;
+        return;
+    }
+    if (!a->auth_logged)
+        agent_log(a, "cannot join %s: %s (retrying)", a->o->endpoint, why);
+    a->auth_logged = true;
+    if (!a->reopen_at) {
+        a->reopen_at = now + a->reopen_ms;
+        return;
+    }
+    if (now < a->reopen_at)
+        return;
+    close_socket(a);
+    if (open_socket(a) != 0) {
+        agent_log(a, "cannot make a new socket (see above): stopping");
+        close_socket(a);        /* the loop sees no socket and ends */
+    }
+    a->reopen_ms = min_u32(2 * a->reopen_ms, REOPEN_MAX_MS);
+    a->reopen_at = 0;
+}
+
 static void send_hello(agent *a, int64_t now)
 {
+    check_handshake(a, now);
+    if (!a->sock)
+        return;
     qf_msg m = { .type = QF_MSG_HELLO };
     qf_msg_hello *h = &m.u.hello;
     textf(h->name, sizeof h->name, "%s", a->caps.name);
@@ -843,6 +890,10 @@ static int agent_loop(agent *a)
     send_hello(a, now_ms());
     while (!*a->o->stop && !a->ctx_gone && !a->refused &&
            !(a->o->max_jobs > 0 && a->acked >= a->o->max_jobs)) {
+        if (!a->sock) {          /* a new socket after a failed handshake could not be made */
+            rc = QF_ENET;
+            break;
+        }
         int64_t now = now_ms();
         run_timers(a, now);
         int n = 0;
@@ -954,6 +1005,15 @@ static int agent_open(agent *a, const qf_agent_opts *o)
             return qf_errorf(QF_ENET, "agent: cannot create a ZeroMQ context: %s",
                              zmq_strerror(errno));
     }
+    a->reopen_ms = REOPEN_MIN_MS;
+    return open_socket(a);
+}
+
+/* The DEALER with its options (and CURVE keys, and their monitor), connected. */
+static int open_socket(agent *a)
+{
+    const qf_agent_opts *o = a->o;
+    int rc;
     a->sock = zmq_socket(a->ctx, ZMQ_DEALER);
     if (!a->sock)
         return qf_errorf(QF_ENET, "agent: cannot create a socket: %s", zmq_strerror(errno));
@@ -965,10 +1025,30 @@ static int agent_open(agent *a, const qf_agent_opts *o)
         zmq_setsockopt(a->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max) != 0 ||
         zmq_setsockopt(a->sock, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame) != 0)
         return qf_errorf(QF_ENET, "agent: cannot set socket options: %s", zmq_strerror(errno));
+    qf_curve_opts sec = { .secret_file = o->curve_secret, .server_key_file = o->server_key,
+                          .insecure = o->insecure };
+    char fp[QF_CURVE_FP_SIZE];
+    if ((rc = qf_curve_client_setup(a->sock, o->endpoint, &sec, "agent", fp)) != 0)
+        return rc;
+    if (fp[0]) {
+        if ((rc = qf_curve_monitor_open(a->ctx, a->sock, &a->mon)) != 0)
+            return rc;
+        if (!o->quiet && !a->keys_logged)
+            agent_log(a, "CURVE key %s, coordinator key from %s", fp, o->server_key);
+        a->keys_logged = true;
+    }
     if (zmq_connect(a->sock, o->endpoint) != 0)
         return qf_errorf(QF_EINVAL, "agent: cannot connect to '%s': %s", o->endpoint,
                          zmq_strerror(errno));
     return 0;
+}
+
+static void close_socket(agent *a)
+{
+    qf_curve_monitor_close(&a->mon);
+    if (a->sock)
+        zmq_close(a->sock);
+    a->sock = NULL;
 }
 
 /* Ends children, says BYE when the stop is a clean one, releases everything. */
@@ -991,7 +1071,7 @@ static void agent_close(agent *a, bool say_bye)
                 zmq_setsockopt(a->sock, ZMQ_LINGER, &linger, sizeof linger);
             }
         }
-        zmq_close(a->sock);
+        close_socket(a);
     }
     if (a->own_ctx && a->ctx)
         zmq_ctx_term(a->ctx);
@@ -1046,7 +1126,13 @@ static void print_usage(FILE *out)
           "                     (default 1000)\n"
           "  --max-jobs N       exit after N acknowledged results, 0 = never (default 0)\n"
           "  -q, --quiet        no line per job start and finish\n"
-          "  -h, --help         show this help\n", out);
+          "  -h, --help         show this help\n"
+          "\n"
+          "Security (docs/security.md): a tcp:// coordinator needs either\n"
+          "  --curve-secret F   this agent's key pair (qfleet keygen; its .pub enrolled on\n"
+          "                     the coordinator), and\n"
+          "  --server-key F     the coordinator's public key (.pub)\n"
+          "  --insecure         or: plain TCP, for a network you trust\n", out);
 }
 
 /* tcp://HOST:PORT or ipc://PATH; zmq_connect checks the rest. */
@@ -1079,7 +1165,8 @@ static int check_name(const char *name)
                      "or '-'", name, QF_WIRE_NAME_MAX - 1);
 }
 
-enum { OPT_CONNECT = 256, OPT_NAME, OPT_SLOTS, OPT_SPOOL, OPT_HEARTBEAT, OPT_MAX_JOBS };
+enum { OPT_CONNECT = 256, OPT_NAME, OPT_SLOTS, OPT_SPOOL, OPT_HEARTBEAT, OPT_MAX_JOBS,
+       OPT_CURVE, OPT_SERVER_KEY, OPT_INSECURE };
 
 /* 0 with *o filled, 1 if --help was printed, QF_EUSAGE after printing why. */
 static int parse_opts(int argc, char **argv, qf_agent_opts *o)
@@ -1091,6 +1178,9 @@ static int parse_opts(int argc, char **argv, qf_agent_opts *o)
         { "spool",        required_argument, NULL, OPT_SPOOL },
         { "heartbeat-ms", required_argument, NULL, OPT_HEARTBEAT },
         { "max-jobs",     required_argument, NULL, OPT_MAX_JOBS },
+        { "curve-secret", required_argument, NULL, OPT_CURVE },
+        { "server-key",   required_argument, NULL, OPT_SERVER_KEY },
+        { "insecure",     no_argument,       NULL, OPT_INSECURE },
         { "quiet",        no_argument,       NULL, 'q' },
         { "help",         no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -1104,6 +1194,9 @@ static int parse_opts(int argc, char **argv, qf_agent_opts *o)
         case OPT_CONNECT: o->endpoint = optarg; break;
         case OPT_NAME:    rc = check_name(optarg); o->name = optarg; break;
         case OPT_SPOOL:   o->spool_dir = optarg; break;
+        case OPT_CURVE:   o->curve_secret = optarg; break;
+        case OPT_SERVER_KEY: o->server_key = optarg; break;
+        case OPT_INSECURE: o->insecure = true; break;
         case OPT_SLOTS:
             rc = qf_cli_parse_int("agent", "--slots", optarg, 1, MAX_SLOTS, &v);
             o->slots = (uint32_t)v;
@@ -1155,5 +1248,5 @@ int qf_agent_main(int argc, char **argv)
     rc = qf_agent_run(&o);
     if (rc == 0)
         return QF_EXIT_OK;
-    return rc == QF_EINVAL ? QF_EXIT_USAGE : QF_EXIT_FAILURE;
+    return rc == QF_EINVAL || rc == QF_EUSAGE ? QF_EXIT_USAGE : QF_EXIT_FAILURE;
 }

@@ -46,9 +46,11 @@
 typedef struct bench_opts {
     bool        all;            /* every weight format the backend has, in table order */
     qf_measure_backend backend;
+    bool        force_isa;      /* --isa given (else the best the host runs) */
+    qf_isa      isa;
     qf_format   fmt;            /* when !all */
     qf_bench_op op;
-    int64_t     rows, cols, threads, reps, warmup;
+    int64_t     rows, cols, threads, reps, warmup, batch;
     qf_synth_dist dist;
     uint64_t    seed;
     uint64_t    max_mem;        /* bytes of buffers we are willing to allocate */
@@ -57,7 +59,7 @@ typedef struct bench_opts {
 
 enum {
     OPT_FORMAT = 256, OPT_OP, OPT_ROWS, OPT_COLS, OPT_THREADS, OPT_REPS, OPT_WARMUP, OPT_DIST,
-    OPT_SEED, OPT_MAX_MEM, OPT_JSON, OPT_BACKEND,
+    OPT_SEED, OPT_MAX_MEM, OPT_JSON, OPT_BACKEND, OPT_ISA, OPT_BATCH,
 };
 
 static void print_usage(FILE *out)
@@ -72,14 +74,21 @@ static void print_usage(FILE *out)
           "  --format F      a name from 'qfleet formats', or 'all' for every weight format\n"
           "                  (default all)\n"
           "  --op OP         quantize: GB/s of f32 input read; dequantize, matvec: GB/s of\n"
-          "                  quantized weights read (default matvec)\n"
+          "                  quantized weights read (default matvec); matmul: --batch\n"
+          "                  activation rows at once (prefill), also TFLOP/s\n"
+          "  --batch N       matmul's activation rows, 1..4096 (default 512)\n"
           "  --rows R        output channels, 1..1048576 (default 4096)\n"
           "  --cols C        input channels, a multiple of the format's block (default 4096)\n"
           "  --threads N     split the rows across N threads, 1..512 (default 1); with\n"
           "                  --backend cuda, the threads quantize the input before timing\n"
           "  --backend B     ref: the CPU reference kernels (default); cuda: the GPU (dequantize,\n"
           "                  matvec; timed with CUDA events, also prints %% of D2D copy\n"
-          "                  bandwidth and the NMSE against the CPU reference)\n"
+          "                  bandwidth and the NMSE against the CPU reference); opencl: the\n"
+          "                  OpenCL device (q8_0, q4_0, q4_K, int4_g*; dequantize, matvec;\n"
+          "                  timed with profiling events; QF_OPENCL_DEVICE=N picks a device)\n"
+          "  --isa I         CPU kernels: ref, avx2, avx512, neon, or auto, the best this\n"
+          "                  host runs (default auto); 'qfleet formats' shows which ISAs\n"
+          "                  have which kernels\n"
           "  --reps N        timed repetitions, 1..100000 (default 10)\n"
           "  --warmup N      untimed repetitions before them, 0..10000 (default 2)\n"
           "  --dist D        weight body: gaussian, laplace or student-t (default student-t)\n"
@@ -113,10 +122,28 @@ static int parse_format(const char *text, bench_opts *o)
 static int parse_backend(const char *text, qf_measure_backend *b)
 {
     if (qf_measure_backend_from_name(text, b) != 0)
-        return qf_errorf(QF_EUSAGE, "bench: --backend '%s' is not one of ref, cuda", text);
+        return qf_errorf(QF_EUSAGE, "bench: --backend '%s' is not one of ref, cuda, opencl",
+                         text);
     if (!qf_measure_backend_built(*b))
         return qf_errorf(QF_EUSAGE, "bench: --backend %s: this build has no %s backend "
-                         "(configure with a CUDA compiler found, -DQF_CUDA=ON)", text, text);
+                         "(configure with %s found)", text, text,
+                         *b == QF_BACKEND_OPENCL ? "the OpenCL headers and loader, -DQF_OPENCL=ON"
+                                                 : "a CUDA compiler, -DQF_CUDA=ON");
+    return 0;
+}
+
+static int parse_isa(const char *text, bench_opts *o)
+{
+    if (strcmp(text, "auto") == 0) {
+        o->force_isa = false;
+        return 0;
+    }
+    if (qf_isa_from_name(text, &o->isa) != 0)
+        return QF_EUSAGE;      /* qf_isa_from_name said which names exist */
+    if (!qf_isa_host_supports(o->isa))
+        return qf_errorf(QF_EUSAGE, "bench: --isa %s: this host or build cannot run it (CPU "
+                         "features: %s)", text, qf_isa_host_features());
+    o->force_isa = true;
     return 0;
 }
 
@@ -124,8 +151,8 @@ static int parse_op(const char *text, qf_bench_op *op)
 {
     if (qf_measure_op_from_name(text, op) == 0)
         return 0;
-    return qf_errorf(QF_EUSAGE, "bench: --op '%s' is not one of quantize, dequantize, matvec",
-                     text);
+    return qf_errorf(QF_EUSAGE, "bench: --op '%s' is not one of quantize, dequantize, matvec, "
+                     "matmul", text);
 }
 
 /* The current option's value (optarg) as an integer in [min, max]. */
@@ -150,12 +177,14 @@ static int parse_opts(int argc, char **argv, bench_opts *o)
         { "max-mem", required_argument, NULL, OPT_MAX_MEM },
         { "json",    no_argument,       NULL, OPT_JSON },
         { "backend", required_argument, NULL, OPT_BACKEND },
+        { "isa",     required_argument, NULL, OPT_ISA },
+        { "batch",   required_argument, NULL, OPT_BATCH },
         { "help",    no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     *o = (bench_opts){
         .all = true, .op = QF_OP_MATVEC, .rows = 4096, .cols = 4096, .threads = 1, .reps = 10,
-        .warmup = 2, .dist = QF_SYNTH_STUDENT_T, .seed = 42, .max_mem = DEFAULT_MAX_MEM,
+        .batch = 512, .warmup = 2, .dist = QF_SYNTH_STUDENT_T, .seed = 42, .max_mem = DEFAULT_MAX_MEM,
     };
     opterr = 0;   /* we print our own one-line errors */
     optind = 0;   /* full reset, also of a half-read "-ab" cluster: glibc, musl and BSD */
@@ -182,6 +211,8 @@ static int parse_opts(int argc, char **argv, bench_opts *o)
             break;
         case OPT_JSON:    o->json = true; break;
         case OPT_BACKEND: rc = parse_backend(optarg, &o->backend); break;
+        case OPT_ISA:     rc = parse_isa(optarg, o); break;
+        case OPT_BATCH:   rc = int_opt("--batch", 1, 4096, &o->batch); break;
         case 'h':         print_usage(stdout); return 1;
         default:          return qf_cli_reject_option("bench", c, argc, argv);
         }
@@ -214,6 +245,7 @@ static qf_measure_spec measure_spec(const bench_opts *o)
 {
     return (qf_measure_spec){
         .backend = o->backend, .op = o->op, .rows = o->rows, .cols = o->cols,
+        .force_isa = o->force_isa, .isa = o->isa, .batch = o->batch,
         .threads = (int)o->threads, .reps = (uint32_t)o->reps, .warmup = (uint32_t)o->warmup,
         .dist = o->dist, .seed = o->seed,
     };
@@ -289,6 +321,9 @@ static void print_header(const bench_opts *o, const char *host, const char *devi
     printf("%-10s %-10s %-11s %7s %9s %9s %9s %6s %8s %10s %10s %10s",
            "format", "op", "shape", "bpw", "GB/s med", "p10", "p90", "n",
            "SNR dB", "NMSE", "cosine", "max abs");
+    printf(" %-7s", "kernel");
+    if (o->op == QF_OP_MATMUL)
+        printf(" %8s", "TFLOP/s");
     if (o->backend != QF_BACKEND_REF)
         printf(" %9s %7s %10s", "copy GB/s", "% copy", "vs ref");
     putchar('\n');
@@ -303,6 +338,10 @@ static void print_row(const bench_opts *o, const bench_result *res)
            res->gbps.median, res->gbps.p10, res->gbps.p90, res->gbps.n,
            res->m.metrics.snr_db, res->m.metrics.nmse, res->m.metrics.cosine,
            res->m.metrics.max_abs);
+    printf(" %-7s", res->m.kernel);
+    if (o->op == QF_OP_MATMUL)      /* the median pass: GB/s and FLOP/s share its time */
+        printf(" %8.2f", res->m.flops * res->gbps.median * 1e9 /
+                         (double)res->m.throughput_bytes / 1e12);
     if (o->backend != QF_BACKEND_REF)   /* vs ref: the NMSE of the device's output */
         printf(" %9.1f %6.1f%% %10.3e", res->m.copy_gbps,
                100.0 * res->gbps.median / res->m.copy_gbps, res->m.check_nmse);
@@ -347,6 +386,10 @@ static json_t *result_json(const bench_opts *o, const bench_result *res)
     bad |= json_object_set_new(r, "format", json_string(qf_format_get(res->m.fmt)->name));
     bad |= json_object_set_new(r, "op", json_string(qf_measure_op_name(o->op)));
     bad |= json_object_set_new(r, "kernel", json_string(res->m.kernel));
+    if (o->op == QF_OP_MATMUL) {
+        bad |= json_object_set_new(r, "batch", json_integer(o->batch));
+        bad |= json_object_set_new(r, "flops_per_pass", json_real(res->m.flops));
+    }
     bad |= json_object_set_new(r, "bytes", json_integer((json_int_t)res->m.bytes));
     bad |= json_object_set_new(r, "throughput_bytes",
                                json_integer((json_int_t)res->m.throughput_bytes));

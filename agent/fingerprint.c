@@ -32,13 +32,18 @@
 #include <sys/auxv.h>
 #endif
 
+#include "qf_child.h"
 #include "qf_err.h"
 #include "qf_jobs.h"
+#include "qf_kernels.h"
 #include "qf_version.h"
+#ifdef QF_HAVE_CUDA
+#include "qf_cuda.h"
+#endif
+#ifdef QF_HAVE_OPENCL
+#include "qf_opencl.h"
+#endif
 
-/* Kernel variants compiled into this binary. Only the scalar reference exists; when the ISA
- * work adds variants, this list should come from the kernels' own table instead. */
-static const char *const k_kernel_variants[] = { "ref" };
 
 /* Bounds that keep a pathological machine's fingerprint under the wire's 64 KiB limit. */
 #define MAX_NUMA_LISTED 256
@@ -395,6 +400,10 @@ static hwloc_topology_t topology_load(void)
             return NULL;
         if (with_io)
             hwloc_topology_set_io_types_filter(topo, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
+        /* hwloc's OpenCL plugin would load the OpenCL platforms into the agent's process, and
+         * PoCL's (not only it) does not survive fork: every forked OpenCL job would hang.
+         * OpenCL devices come from qf_opencl_probe instead (opencl_json). */
+        hwloc_topology_set_components(topo, HWLOC_TOPOLOGY_COMPONENTS_FLAG_BLACKLIST, "opencl");
         if (hwloc_topology_load(topo) == 0)
             return topo;
         hwloc_topology_destroy(topo);
@@ -433,6 +442,66 @@ static json_t *words_json(const char *words)
     return arr;
 }
 
+#ifdef QF_HAVE_CUDA
+/* What the CUDA probe child sends back. */
+typedef struct cuda_answer {
+    int32_t             count;
+    qf_cuda_device_info info;      /* device 0's, when count > 0 */
+} cuda_answer;
+
+static int cuda_ask(void *arg, void *buf, size_t size)
+{
+    (void)arg;
+    cuda_answer *a = buf;
+    assert(size >= sizeof *a);
+    (void)size;
+    memset(a, 0, sizeof *a);
+    int count = 0;
+    if (qf_cuda_device_count(&count) == 0 && count > 0 && qf_cuda_device_query(&a->info) == 0)
+        a->count = count;
+    return (int)sizeof *a;
+}
+#endif
+
+/* The CUDA devices this build's backend sees (it runs on device 0): name, compute capability,
+ * SMs, memory, driver and runtime versions; "cuda" joins the backends when there is one.
+ * Asked in a child process (qf_child.h): initializing the driver here would break the CUDA jobs
+ * this agent forks later. Debian's hwloc has no CUDA plugin, so this is the only source. An
+ * empty array without a driver or device, or in a build without CUDA: the fingerprint has the
+ * same keys everywhere. */
+static json_t *cuda_json(char *backends, size_t bsize)
+{
+    json_t *arr = json_array();
+#ifdef QF_HAVE_CUDA
+    cuda_answer a;
+    size_t got = 0;
+    if (arr && qf_child_call(cuda_ask, NULL, &a, sizeof a, 10000, &got) == 0 &&
+        got == sizeof a && a.count > 0) {
+        const qf_cuda_device_info *info = &a.info;
+        json_t *d = json_object();
+        char cc[16];
+        snprintf(cc, sizeof cc, "%d.%d", info->cc_major, info->cc_minor);
+        int bad = !d;
+        bad |= set_str(d, "name", info->name);
+        bad |= set_str(d, "compute_capability", cc);
+        bad |= set_int(d, "sm_count", info->sm_count);
+        bad |= set_int(d, "memory", (json_int_t)info->total_mem);
+        bad |= set_int(d, "l2_bytes", (json_int_t)info->l2_bytes);
+        bad |= set_int(d, "driver_version", info->driver_version);
+        bad |= set_int(d, "runtime_version", info->runtime_version);
+        bad |= set_int(d, "devices", a.count);
+        if (bad || json_array_append_new(arr, d) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+        word_add(backends, bsize, "cuda");
+    }
+#else
+    (void)backends, (void)bsize;
+#endif
+    return arr;
+}
+
 static json_t *build_json(hwloc_topology_t topo, const qf_agent_caps *caps, const char *host,
                           const struct utsname *u, const char *isa_list, json_t *gpus)
 {
@@ -466,8 +535,13 @@ static json_t *build_json(hwloc_topology_t topo, const qf_agent_caps *caps, cons
         bad |= set_str(q, "compiler", QF_C_COMPILER);
         bad |= set_str(q, "build_type", QF_BUILD_TYPE);
         bad |= set_str(q, "hwloc_api", hwloc_ver);
-        for (size_t i = 0; i < sizeof k_kernel_variants / sizeof k_kernel_variants[0]; i++)
-            bad |= json_array_append_new(kernels, json_string(k_kernel_variants[i]));
+        /* the kernel sets this agent can run: the reference and every ISA the host supports;
+         * "best" is what runs a job unless its selector says otherwise */
+        for (int i = 0; i < QF_ISA_COUNT; i++)
+            if (qf_isa_host_supports((qf_isa)i))
+                bad |= json_array_append_new(kernels, json_string(qf_isa_name((qf_isa)i)));
+        bad |= set_str(q, "kernels_best", qf_isa_name(qf_isa_best()));
+        bad |= set_str(q, "cpu_features", qf_isa_host_features());
         int nk = 0;
         const qf_job_kind *tab = qf_jobs_table(&nk);
         for (int i = 0; i < nk; i++)
@@ -486,6 +560,43 @@ static json_t *build_json(hwloc_topology_t topo, const qf_agent_caps *caps, cons
         return NULL;
     }
     return j;
+}
+
+/* The OpenCL devices this build's backend sees, each with its platform, type, memory, compute
+ * units and driver, listed by qf_opencl_probe in a child process so that this process (which
+ * forks the jobs) never loads a platform; "opencl" joins the backends when there is one. An
+ * empty array without a platform, or in a build without OpenCL. */
+static json_t *opencl_json(char *backends, size_t bsize)
+{
+    json_t *arr = json_array();
+#ifdef QF_HAVE_OPENCL
+    qf_opencl_device_info devs[16];
+    int n = 0;
+    if (arr && qf_opencl_probe(devs, 16, &n) == 0) {
+        for (int i = 0; i < n; i++) {
+            json_t *d = json_object();
+            int bad = !d;
+            bad |= set_str(d, "platform", devs[i].platform);
+            bad |= set_str(d, "name", devs[i].name);
+            bad |= set_str(d, "vendor", devs[i].vendor);
+            bad |= set_str(d, "type", devs[i].type);
+            bad |= set_str(d, "version", devs[i].version);
+            bad |= set_str(d, "driver_version", devs[i].driver_version);
+            bad |= set_int(d, "memory", (json_int_t)devs[i].global_mem);
+            bad |= set_int(d, "compute_units", (json_int_t)devs[i].compute_units);
+            bad |= set_int(d, "clock_mhz", (json_int_t)devs[i].clock_mhz);
+            if (bad || json_array_append_new(arr, d) != 0) {
+                json_decref(arr);
+                return NULL;
+            }
+        }
+        if (n > 0)
+            word_add(backends, bsize, "opencl");
+    }
+#else
+    (void)backends, (void)bsize;
+#endif
+    return arr;
 }
 
 int qf_fingerprint_collect(const char *name, qf_agent_caps *caps, char **json)
@@ -512,8 +623,18 @@ int qf_fingerprint_collect(const char *name, qf_agent_caps *caps, char **json)
     if (!topo)
         return qf_errorf(QF_EUNSUP, "fingerprint: hwloc cannot load this machine's topology");
     json_t *gpus = gpus_json(topo, caps->backends, sizeof caps->backends);
+    json_t *cuda = cuda_json(caps->backends, sizeof caps->backends);
+    json_t *opencl = opencl_json(caps->backends, sizeof caps->backends);
     json_t *j = gpus ? build_json(topo, caps, host, &u, caps->isa, gpus) : NULL;
     json_decref(gpus);
+    /* json_object_set_new takes its value even when it fails, so each is released once */
+    if (j && (json_object_set_new(j, "cuda", cuda) | json_object_set_new(j, "opencl", opencl))) {
+        json_decref(j);
+        j = NULL;
+    } else if (!j) {
+        json_decref(cuda);
+        json_decref(opencl);
+    }
     if (!j)
         return QF_ENOMEM;
     *json = json_dumps(j, JSON_COMPACT);

@@ -316,7 +316,13 @@ static int run_op(const qf_job_spec *spec, qf_bench_op op, qf_job_result *out)
     float *weights = NULL;      /* a dataset's tensor, or NULL: generated from dist */
     if (resolve_dataset(spec, &dist, &weights, why, sizeof why) != 0)
         return failed(out, "%s", why);
+    /* The selector says where the job must run: backend=cuda is the GPU (the coordinator only
+     * leases it to an agent whose fingerprint has "cuda"), backend=opencl the OpenCL device
+     * (likewise "opencl"); anything else the best CPU kernels. */
     qf_measure_spec ms = {
+        .backend = qf_selector_has_term(spec->selector, "backend", "cuda") ? QF_BACKEND_CUDA
+                 : qf_selector_has_term(spec->selector, "backend", "opencl") ? QF_BACKEND_OPENCL
+                                                                             : QF_BACKEND_REF,
         .op = op, .rows = spec->rows, .cols = spec->cols, .threads = (int)spec->threads,
         .reps = spec->reps, .warmup = spec->warmup, .dist = dist, .seed = spec->seed,
         .input = weights,

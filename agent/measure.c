@@ -40,8 +40,13 @@
 #include <time.h>
 
 #include "qf_err.h"
+#include "qf_matmul.h"
 #ifdef QF_HAVE_CUDA
 #include "qf_cuda.h"
+#endif
+#ifdef QF_HAVE_OPENCL
+#include "qf_opencl.h"
+#include "qf_stats.h"
 #endif
 
 /* What one pass needs: shared read-only by every thread of a pass, except that each thread
@@ -80,7 +85,19 @@ struct qf_measure {
 
 static const char *const k_op_names[] = {
     [QF_OP_QUANTIZE] = "quantize", [QF_OP_DEQUANTIZE] = "dequantize", [QF_OP_MATVEC] = "matvec",
+    [QF_OP_MATMUL] = "matmul",
 };
+
+#define MAX_BATCH     4096
+#define DEFAULT_BATCH 512
+
+/* Activation rows a pass multiplies: batch for matmul, 1 for matvec. */
+static int64_t act_rows(const qf_measure_spec *s)
+{
+    if (s->op != QF_OP_MATMUL)
+        return 1;
+    return s->batch > 0 ? s->batch : DEFAULT_BATCH;
+}
 
 const char *qf_measure_op_name(qf_bench_op op)
 {
@@ -101,7 +118,7 @@ int qf_measure_op_from_name(const char *name, qf_bench_op *op)
 }
 
 static const char *const k_backend_names[] = {
-    [QF_BACKEND_REF] = "ref", [QF_BACKEND_CUDA] = "cuda",
+    [QF_BACKEND_REF] = "ref", [QF_BACKEND_CUDA] = "cuda", [QF_BACKEND_OPENCL] = "opencl",
 };
 
 const char *qf_measure_backend_name(qf_measure_backend b)
@@ -125,6 +142,10 @@ int qf_measure_backend_from_name(const char *name, qf_measure_backend *b)
 
 bool qf_measure_backend_built(qf_measure_backend b)
 {
+#ifdef QF_HAVE_OPENCL
+    if (b == QF_BACKEND_OPENCL)
+        return true;
+#endif
 #ifdef QF_HAVE_CUDA
     return b == QF_BACKEND_REF || b == QF_BACKEND_CUDA;
 #else
@@ -136,10 +157,14 @@ bool qf_measure_backend_supports(qf_measure_backend b, qf_format fmt, qf_bench_o
 {
     const qf_format_traits *t = qf_format_get(fmt);
     if (b == QF_BACKEND_REF)
-        return op != QF_OP_MATVEC || t->vec_dot_ref != NULL;
+        return (op != QF_OP_MATVEC && op != QF_OP_MATMUL) || t->vec_dot_ref != NULL;
 #ifdef QF_HAVE_CUDA
     if (b == QF_BACKEND_CUDA)
         return op != QF_OP_QUANTIZE && qf_cuda_supports(fmt);
+#endif
+#ifdef QF_HAVE_OPENCL
+    if (b == QF_BACKEND_OPENCL)
+        return (op == QF_OP_DEQUANTIZE || op == QF_OP_MATVEC) && qf_opencl_supports(fmt);
 #endif
     return false;
 }
@@ -181,9 +206,12 @@ int qf_measure_check(const qf_measure_spec *spec, qf_format fmt, char *why, size
 {
     check_spec(spec);
     const qf_format_traits *t = qf_format_get(fmt);
-    if (spec->op == QF_OP_MATVEC && !t->vec_dot_ref)
-        return fail(QF_EUNSUP, why, why_len, "format %s is activation-only and has no matvec",
-                    t->name);
+    if ((spec->op == QF_OP_MATVEC || spec->op == QF_OP_MATMUL) && !t->vec_dot_ref)
+        return fail(QF_EUNSUP, why, why_len, "format %s is activation-only and has no %s",
+                    t->name, qf_measure_op_name(spec->op));
+    if (spec->op == QF_OP_MATMUL && (spec->batch < 0 || spec->batch > MAX_BATCH))
+        return fail(QF_ERANGE, why, why_len, "a matmul batch of %" PRId64 " activation rows "
+                    "(1..%d)", spec->batch, MAX_BATCH);
     if (!qf_measure_backend_built(spec->backend))
         return fail(QF_EUNSUP, why, why_len, "this build has no %s backend",
                     qf_measure_backend_name(spec->backend));
@@ -194,6 +222,9 @@ int qf_measure_check(const qf_measure_spec *spec, qf_format fmt, char *why, size
         return fail(QF_EUNSUP, why, why_len, "the %s backend has no %s for format %s",
                     qf_measure_backend_name(spec->backend), qf_measure_op_name(spec->op),
                     t->name);
+    if (spec->force_isa && !qf_isa_host_supports(spec->isa))
+        return fail(QF_EUNSUP, why, why_len, "this host cannot run the %s kernels (CPU "
+                    "features: %s)", qf_isa_name(spec->isa), qf_isa_host_features());
     if (qf_format_check_cols(fmt, spec->cols) != 0)
         return fail(QF_ESHAPE, why, why_len, "format %s cannot hold rows of %" PRId64
                     " weights (not a multiple of its block)", t->name, spec->cols);
@@ -231,9 +262,10 @@ uint64_t qf_measure_buffer_bytes(const qf_measure_spec *spec, const qf_format *f
     /* CUDA dequantize downloads the device's decode next to the reference's to check it */
     uint64_t check = spec->backend != QF_BACKEND_REF && spec->op == QF_OP_DEQUANTIZE
                    ? 4 * rows * cols : 0;
+    uint64_t n = (uint64_t)act_rows(spec);
     return 2 * 4 * rows * cols                 /* x and y, f32 */
          + rows * max_rs                       /* quantized weights */
-         + 4 * (cols + rows) + max_act         /* activations, their quantized row, output */
+         + n * (4 * (cols + rows) + max_act)   /* activations, their quantized rows, output */
          + sizeof(double) * spec->reps         /* the samples of one run */
          + check;
 }
@@ -288,7 +320,7 @@ static int generate(qf_measure *m, char *why, size_t why_len)
     qf_synth_params ap = qf_synth_defaults(QF_SYNTH_GAUSSIAN,
                                            s->seed ^ UINT64_C(0x9e3779b97f4a7c15));
     ap.stddev = 1.0;
-    if ((err = qf_synth_fill(&ap, m->act, 1, s->cols)) != 0)
+    if ((err = qf_synth_fill(&ap, m->act, act_rows(s), s->cols)) != 0)
         return fail(err, why, why_len, "generating the activations: %s", qf_strerror(err));
     return 0;
 }
@@ -299,6 +331,7 @@ static int generate(qf_measure *m, char *why, size_t why_len)
 #define CUDA_COPY_BYTES  (UINT64_C(1) << 30)   /* the copy-bandwidth buffer, if memory allows */
 #define CUDA_COPY_REPS   20
 #define CUDA_MAX_COPIES  64                    /* rotation: weight copies at most */
+#define MATMUL_CHECK_ROWS 4                    /* batch rows checked against the CPU */
 
 static int cuda_fail(int err, char *why, size_t why_len, const char *what)
 {
@@ -337,6 +370,7 @@ typedef struct cuda_run {
     void   *x, *out;        /* f32 activations; f32 output (rows, or rows x cols) */
     size_t  out_bytes;
     qf_cuda_act *act;
+    qf_cuda_gemm *gemm;     /* matmul */
     qf_cuda_timer *timer;
 } cuda_run;
 
@@ -347,6 +381,7 @@ static void cuda_run_free(cuda_run *r)
     qf_cuda_free(&r->x);
     qf_cuda_free(&r->out);
     qf_cuda_act_destroy(&r->act);
+    qf_cuda_gemm_destroy(&r->gemm);
     qf_cuda_timer_destroy(&r->timer);
 }
 
@@ -357,6 +392,8 @@ static int cuda_pass(const qf_measure *m, qf_format fmt, const cuda_run *r, uint
     const qf_cuda_weights *w = r->w[i % (uint32_t)r->ncopies];
     if (m->spec.op == QF_OP_MATVEC)
         return qf_cuda_matvec_q(w, r->act, r->out);
+    if (m->spec.op == QF_OP_MATMUL)
+        return qf_cuda_matmul(r->gemm, r->x, act_rows(&m->spec), r->out);
     return qf_cuda_dequantize(w, r->out);
 }
 
@@ -375,15 +412,20 @@ static int cuda_prepare(const qf_measure *m, qf_format fmt, uint64_t bytes, cuda
     int ncopies = (int)(want < 1 ? 1 : want > CUDA_MAX_COPIES ? CUDA_MAX_COPIES : want);
     if ((uint64_t)ncopies > fit)
         ncopies = fit > 0 ? (int)fit : 1;
+    if (s->op == QF_OP_MATMUL)
+        ncopies = 1;      /* bound by arithmetic: where the weights come from hardly matters */
     for (; r->ncopies < ncopies; r->ncopies++)
         if ((err = qf_cuda_weights_new(fmt, m->q, s->rows, s->cols, &r->w[r->ncopies])) != 0)
             return cuda_fail(err, why, why_len, "uploading the weights");
+    const size_t nact = (size_t)act_rows(s);
     r->out_bytes = sizeof(float) * (size_t)s->rows *
-                   (s->op == QF_OP_MATVEC ? 1 : (size_t)s->cols);
-    if ((err = qf_cuda_alloc(sizeof(float) * (size_t)s->cols, &r->x)) != 0 ||
+                   (s->op == QF_OP_MATVEC ? 1 : s->op == QF_OP_MATMUL ? nact : (size_t)s->cols);
+    if ((err = qf_cuda_alloc(sizeof(float) * nact * (size_t)s->cols, &r->x)) != 0 ||
         (err = qf_cuda_alloc(r->out_bytes, &r->out)) != 0)
         return cuda_fail(err, why, why_len, "allocating device memory");
-    if ((err = qf_cuda_upload(r->x, m->act, sizeof(float) * (size_t)s->cols)) != 0)
+    if (s->op == QF_OP_MATMUL && (err = qf_cuda_gemm_new(r->w[0], (int64_t)nact, &r->gemm)) != 0)
+        return cuda_fail(err, why, why_len, "allocating the matmul's f16 scratch");
+    if ((err = qf_cuda_upload(r->x, m->act, sizeof(float) * nact * (size_t)s->cols)) != 0)
         return cuda_fail(err, why, why_len, "uploading the activations");
     if (s->op == QF_OP_MATVEC) {
         if ((err = qf_cuda_act_new(s->cols, &r->act)) != 0 ||
@@ -417,7 +459,20 @@ static int cuda_check(qf_measure *m, qf_format fmt, const cuda_run *r, double *n
         return cuda_fail(err, why, why_len, "downloading the output");
     }
     const float *ref = m->y;
-    if (s->op == QF_OP_MATVEC) {
+    if (s->op == QF_OP_MATMUL) {
+        /* the exact product of the reference decode (m->y) for the first rows of the batch:
+         * enough to catch a wrong tile, at a fraction of the batch's cost on the CPU */
+        const int64_t nchk = act_rows(s) < MATMUL_CHECK_ROWS ? act_rows(s) : MATMUL_CHECK_ROWS;
+        for (int64_t j = 0; j < nchk; j++)
+            for (int64_t row = 0; row < s->rows; row++) {
+                double acc = 0;
+                for (int64_t c = 0; c < s->cols; c++)
+                    acc += (double)m->y[row * s->cols + c] * (double)m->act[j * s->cols + c];
+                m->out[j * s->rows + row] = (float)acc;
+            }
+        n = (size_t)(nchk * s->rows);
+        ref = m->out;
+    } else if (s->op == QF_OP_MATVEC) {
         if ((err = qf_matvec_ref(fmt, m->q, m->act, m->out, s->rows, s->cols)) != 0) {
             free(got);
             return fail(err, why, why_len, "the reference matvec failed");
@@ -455,7 +510,7 @@ static int run_cuda(qf_measure *m, qf_format fmt, double *samples, qf_measure_ou
             cuda_fail(err, why, why_len, "reading the events");
         samples[i] = secs > 1e-9 ? secs : 1e-9;
     }
-    if (!err && s->op == QF_OP_DEQUANTIZE)
+    if (!err && (s->op == QF_OP_DEQUANTIZE || s->op == QF_OP_MATMUL))
         err = qf_dequantize(fmt, m->q, m->y, s->rows, s->cols);
     if (!err)
         err = cuda_check(m, fmt, &r, &out->check_nmse, why, why_len);
@@ -475,6 +530,208 @@ static int run_cuda(qf_measure *m, qf_format fmt, double *samples, qf_measure_ou
 {
     (void)m, (void)fmt, (void)samples, (void)out;
     return fail(QF_EUNSUP, why, why_len, "this build has no cuda backend");
+}
+#endif
+
+/* ---- the OpenCL backend -------------------------------------------------------------------- */
+
+/* As the CUDA backend: the reference-quantized weights go up unchanged (in as many copies as
+ * make four times the device's global memory cache, each pass reading the next), the
+ * activations are quantized once, each pass is one kernel launch timed by its profiling event
+ * (the device's own start and end, so no launch cost), and a last pass on poisoned output is
+ * compared with the CPU reference. The copy bandwidth, the ceiling, is the median of
+ * device-to-device copies timed the same way, read + write bytes. */
+#ifdef QF_HAVE_OPENCL
+#define OPENCL_COPY_BYTES  (UINT64_C(256) << 20)
+#define OPENCL_COPY_REPS   10
+#define OPENCL_MAX_COPIES  64
+
+static int opencl_fail(int err, char *why, size_t why_len, const char *what)
+{
+    return fail(err, why, why_len, "%s: %s", what, qf_opencl_last_error());
+}
+
+/* The median seconds of reps copies of bytes between two device buffers, after two warm-up
+ * copies, into *gbps as read + write GB/s. */
+static int opencl_copy_gbps(uint64_t bytes, double *gbps, char *why, size_t why_len)
+{
+    qf_opencl_buf *a = NULL, *b = NULL;
+    qf_opencl_timer *t = NULL;
+    double secs[OPENCL_COPY_REPS];
+    int err = qf_opencl_buf_new((size_t)bytes, &a);
+    if (!err)
+        err = qf_opencl_buf_new((size_t)bytes, &b);
+    if (!err)
+        err = qf_opencl_timer_new(OPENCL_COPY_REPS, &t);
+    if (!err)
+        err = qf_opencl_poison(a);
+    for (int i = 0; i < 2 && !err; i++)
+        err = qf_opencl_copy(b, a, (size_t)bytes, NULL);
+    for (int i = 0; i < OPENCL_COPY_REPS && !err; i++)
+        err = qf_opencl_copy(b, a, (size_t)bytes, t);
+    for (uint32_t i = 0; i < OPENCL_COPY_REPS && !err; i++)
+        err = qf_opencl_timer_seconds(t, i, &secs[i]);
+    if (!err) {
+        double med = qf_stats_percentile(secs, OPENCL_COPY_REPS, 50.0);
+        *gbps = 2.0 * (double)bytes / (med > 1e-9 ? med : 1e-9) / 1e9;
+    } else {
+        opencl_fail(err, why, why_len, "measuring the copy bandwidth");
+    }
+    qf_opencl_timer_destroy(&t);
+    qf_opencl_buf_destroy(&a);
+    qf_opencl_buf_destroy(&b);
+    return err;
+}
+
+/* Finds the device (qf_opencl_device_query: QF_OPENCL_DEVICE, else the first GPU), describes
+ * it, and measures its copy bandwidth once. */
+static int opencl_setup(qf_measure *m, char *why, size_t why_len)
+{
+    qf_opencl_device_info info;
+    int err = qf_opencl_device_query(&info);
+    if (err)
+        return opencl_fail(err, why, why_len, "no usable device");
+    uint64_t bytes = OPENCL_COPY_BYTES;
+    if (bytes > info.max_alloc)
+        bytes = info.max_alloc;
+    if (bytes > info.global_mem / 4)
+        bytes = info.global_mem / 4;
+    if ((err = opencl_copy_gbps(bytes, &m->copy_gbps, why, why_len)) != 0)
+        return err;
+    char mem[32], cache[32];
+    qf_measure_format_bytes(mem, sizeof mem, info.global_mem);
+    qf_measure_format_bytes(cache, sizeof cache, info.cache_bytes);
+    /* a description: the driver's strings may be long, and a cut one says "..." at its end */
+    if (snprintf(m->device, sizeof m->device, "%s / %s (%s), %" PRIu32 " CUs at %" PRIu32
+                 " MHz, %s, cache %s, %s, driver %s; D2D copy %.1f GB/s", info.platform,
+                 info.name, info.type, info.compute_units, info.clock_mhz, mem, cache,
+                 info.version, info.driver_version, m->copy_gbps) >= (int)sizeof m->device)
+        memcpy(m->device + sizeof m->device - 4, "...", 4);
+    return 0;
+}
+
+/* What one OpenCL run holds on the device. */
+typedef struct opencl_run {
+    qf_opencl_weights *w[OPENCL_MAX_COPIES];
+    int ncopies;
+    qf_opencl_buf *out;
+    qf_opencl_act *act;
+    qf_opencl_timer *timer;
+} opencl_run;
+
+static void opencl_run_free(opencl_run *r)
+{
+    for (int c = 0; c < r->ncopies; c++)
+        qf_opencl_weights_destroy(&r->w[c]);
+    qf_opencl_buf_destroy(&r->out);
+    qf_opencl_act_destroy(&r->act);
+    qf_opencl_timer_destroy(&r->timer);
+}
+
+/* One pass over weight copy i; t records it (NULL: untimed). */
+static int opencl_pass(const qf_measure *m, const opencl_run *r, uint32_t i, qf_opencl_timer *t)
+{
+    const qf_opencl_weights *w = r->w[i % (uint32_t)r->ncopies];
+    if (m->spec.op == QF_OP_MATVEC)
+        return qf_opencl_matvec_q(w, r->act, r->out, t);
+    return qf_opencl_dequantize(w, r->out, t);
+}
+
+static int opencl_prepare(const qf_measure *m, qf_format fmt, uint64_t bytes, opencl_run *r,
+                          char *why, size_t why_len)
+{
+    const qf_measure_spec *s = &m->spec;
+    qf_opencl_device_info info;
+    int err = qf_opencl_device_query(&info);
+    if (err)
+        return opencl_fail(err, why, why_len, "device query");
+    uint64_t want = (4 * info.cache_bytes + bytes - 1) / bytes;
+    uint64_t fit = info.global_mem / 2 / bytes;
+    int ncopies = (int)(want < 1 ? 1 : want > OPENCL_MAX_COPIES ? OPENCL_MAX_COPIES : want);
+    if ((uint64_t)ncopies > fit)
+        ncopies = fit > 0 ? (int)fit : 1;
+    for (; r->ncopies < ncopies; r->ncopies++)
+        if ((err = qf_opencl_weights_new(fmt, m->q, s->rows, s->cols, &r->w[r->ncopies])) != 0)
+            return opencl_fail(err, why, why_len, "uploading the weights");
+    size_t out_bytes = sizeof(float) * (size_t)s->rows *
+                       (s->op == QF_OP_MATVEC ? 1 : (size_t)s->cols);
+    if ((err = qf_opencl_buf_new(out_bytes, &r->out)) != 0)
+        return opencl_fail(err, why, why_len, "allocating the output");
+    if (s->op == QF_OP_MATVEC &&
+        ((err = qf_opencl_act_new(s->cols, &r->act)) != 0 ||
+         (err = qf_opencl_act_quantize(r->act, fmt, m->act, s->cols)) != 0))
+        return opencl_fail(err, why, why_len, "the activations");
+    if ((err = qf_opencl_timer_new(s->reps, &r->timer)) != 0)
+        return opencl_fail(err, why, why_len, "the timer");
+    return 0;
+}
+
+/* One more pass on poisoned output, compared with the CPU reference: matvec with
+ * qf_matvec_ref (into m->out), dequantize with the reference decode (into m->y). */
+static int opencl_check(qf_measure *m, qf_format fmt, const opencl_run *r, double *nmse,
+                        char *why, size_t why_len)
+{
+    const qf_measure_spec *s = &m->spec;
+    const size_t bytes = qf_opencl_buf_bytes(r->out), n = bytes / sizeof(float);
+    int err = qf_opencl_poison(r->out);
+    if (!err)
+        err = opencl_pass(m, r, 0, NULL);
+    float *got = err ? NULL : malloc(bytes);
+    if (!err && !got)
+        return fail(QF_ENOMEM, why, why_len, "out of memory for the device's output");
+    if (!err)
+        err = qf_opencl_download(got, r->out, bytes);
+    if (err) {
+        free(got);
+        return opencl_fail(err, why, why_len, "the checked pass");
+    }
+    err = s->op == QF_OP_MATVEC ? qf_matvec_ref(fmt, m->q, m->act, m->out, s->rows, s->cols)
+                                : qf_dequantize(fmt, m->q, m->y, s->rows, s->cols);
+    assert(err == 0);     /* the shape was checked */
+    qf_tensor_metrics tm;
+    qf_metrics_compute(s->op == QF_OP_MATVEC ? m->out : m->y, got, (int64_t)n, 0, &tm);
+    *nmse = tm.nmse;
+    free(got);
+    return 0;
+}
+
+/* Times fmt's op on the device into samples[reps]; fills out's device fields. */
+static int run_opencl(qf_measure *m, qf_format fmt, double *samples, qf_measure_out *out,
+                      char *why, size_t why_len)
+{
+    const qf_measure_spec *s = &m->spec;
+    opencl_run r = {0};
+    int err = opencl_prepare(m, fmt, out->bytes, &r, why, why_len);
+    for (uint32_t i = 0; i < s->warmup && !err; i++)
+        if ((err = opencl_pass(m, &r, i, NULL)) != 0)
+            opencl_fail(err, why, why_len, "a warm-up pass");
+    for (uint32_t i = 0; i < s->reps && !err; i++)
+        if ((err = opencl_pass(m, &r, s->warmup + i, r.timer)) != 0)
+            opencl_fail(err, why, why_len, "a timed pass");
+    for (uint32_t i = 0; i < s->reps && !err; i++) {
+        double secs;
+        if ((err = qf_opencl_timer_seconds(r.timer, i, &secs)) != 0)
+            opencl_fail(err, why, why_len, "reading the profiling events");
+        samples[i] = secs > 1e-9 ? secs : 1e-9;
+    }
+    if (!err)
+        err = opencl_check(m, fmt, &r, &out->check_nmse, why, why_len);
+    out->copy_gbps = m->copy_gbps;
+    opencl_run_free(&r);
+    return err;
+}
+#else
+static int opencl_setup(qf_measure *m, char *why, size_t why_len)
+{
+    (void)m;
+    return fail(QF_EUNSUP, why, why_len, "this build has no opencl backend");
+}
+
+static int run_opencl(qf_measure *m, qf_format fmt, double *samples, qf_measure_out *out,
+                      char *why, size_t why_len)
+{
+    (void)m, (void)fmt, (void)samples, (void)out;
+    return fail(QF_EUNSUP, why, why_len, "this build has no opencl backend");
 }
 #endif
 
@@ -501,10 +758,12 @@ int qf_measure_new(const qf_measure_spec *spec, const qf_format *fmts, int nfmts
     m->y = alloc_or_fail(n * sizeof(float), "the decoded matrix", &err, why, why_len);
     m->q = alloc_or_fail((size_t)spec->rows * m->max_row_size, "the quantized matrix", &err,
                          why, why_len);
-    m->act = alloc_or_fail((size_t)spec->cols * sizeof(float), "the activations", &err,
+    const size_t nact = (size_t)act_rows(spec);
+    m->act = alloc_or_fail(nact * (size_t)spec->cols * sizeof(float), "the activations", &err,
                            why, why_len);
-    m->xq = alloc_or_fail(m->max_act_size, "the quantized activations", &err, why, why_len);
-    m->out = alloc_or_fail((size_t)spec->rows * sizeof(float), "the matvec output", &err,
+    m->xq = alloc_or_fail(nact * m->max_act_size, "the quantized activations", &err, why,
+                          why_len);
+    m->out = alloc_or_fail(nact * (size_t)spec->rows * sizeof(float), "the output", &err,
                            why, why_len);
     m->workers = alloc_or_fail((size_t)spec->threads * sizeof(worker), "the threads", &err,
                                why, why_len);
@@ -515,6 +774,8 @@ int qf_measure_new(const qf_measure_spec *spec, const qf_format *fmts, int nfmts
     m->spec.input = NULL;   /* copied into m->x: the caller's buffer is not kept */
     if (!err && spec->backend == QF_BACKEND_CUDA)
         err = cuda_setup(m, why, why_len);
+    if (!err && spec->backend == QF_BACKEND_OPENCL)
+        err = opencl_setup(m, why, why_len);
     if (err) {
         qf_measure_destroy(&m);
         return err;
@@ -571,6 +832,9 @@ static void run_rows(const pass *p, int64_t r0, int64_t r1)
         for (int64_t i = r0; i < r1; i++)
             p->vec_dot(p->cols, (const char *)p->q + (size_t)i * p->row_size, p->xq, &p->out[i]);
         break;
+    case QF_OP_MATMUL:      /* run_matmul, not passes of rows */
+        assert(!"matmul has no row pass");
+        break;
     }
 }
 
@@ -611,15 +875,44 @@ static int run_pass(const pass *p, int nthreads, const worker *workers, pthread_
     return 0;
 }
 
-/* The kernels a run times for fmt. Only the scalar reference exists; ISA work picks the
- * fastest variant the host can run here and names it. */
-static const char *select_kernels(qf_format fmt, pass *p)
+/* The kernels a run times for fmt: the forced ISA's (qf_measure_check said the host runs it)
+ * or the best the host runs, each slot resolved by qf_kernels_get (an ISA's missing slot falls
+ * back). Returns the name of the ISA the timed op's kernel came from. */
+static const char *select_kernels(const qf_measure_spec *s, qf_format fmt, pass *p,
+                                  qf_kernel_set *ks)
 {
-    const qf_format_traits *t = qf_format_get(fmt);
-    p->quantize = t->quantize_ref;
-    p->dequantize = t->dequantize;
-    p->vec_dot = t->vec_dot_ref;
-    return "ref";
+    int err = qf_kernels_get(s->force_isa ? s->isa : qf_isa_best(), fmt, ks);
+    assert(err == 0);
+    (void)err;
+    p->quantize = ks->quantize;
+    p->dequantize = ks->dequantize;
+    p->vec_dot = ks->vec_dot;
+    qf_isa from = s->op == QF_OP_QUANTIZE ? ks->from_quantize
+                : s->op == QF_OP_DEQUANTIZE ? ks->from_dequantize : ks->from_vec_dot;
+    return qf_isa_name(from);
+}
+
+/* The CPU matmul: every pass one qf_matmul of the batch (quantizing the activations included,
+ * as a prefill step pays it) on a pool of spec.threads pinned threads, kept across passes. */
+static int run_matmul(qf_measure *m, const qf_kernel_set *ks, double *samples, char *why,
+                      size_t why_len)
+{
+    const qf_measure_spec *s = &m->spec;
+    qf_pool *pool = NULL;
+    int err = qf_pool_new(s->threads, true, &pool);
+    if (err)
+        return fail(err, why, why_len, "cannot start %d threads", s->threads);
+    const int64_t n = act_rows(s);
+    assert(qf_matmul_scratch_bytes(ks, n, s->cols) <= (size_t)n * m->max_act_size);
+    for (uint32_t i = 0; i < s->warmup + s->reps; i++) {
+        double t0 = now_s();
+        qf_matmul(ks, m->q, s->rows, s->cols, m->act, n, m->out, m->xq, pool);
+        double t = now_s() - t0;
+        if (i >= s->warmup)
+            samples[i - s->warmup] = t > 1e-9 ? t : 1e-9;
+    }
+    qf_pool_destroy(&pool);
+    return 0;
 }
 
 /* Cuts the rows into the threads' contiguous shares of pass p. */
@@ -651,12 +944,14 @@ int qf_measure_run(qf_measure *m, qf_format fmt, qf_measure_out *out, char *why,
     /* A format not named to qf_measure_new may not fit the buffers: our own misuse. */
     assert(p.row_size <= m->max_row_size);
     assert(!t->vec_dot_ref || qf_format_row_size(t->act, s->cols) <= m->max_act_size);
+    (void)t;      /* read only by the asserts in release builds */
 
     double *samples = malloc(sizeof(double) * s->reps);
     if (!samples)
         return fail(QF_ENOMEM, why, why_len, "out of memory for %" PRIu32 " samples", s->reps);
     out->fmt = fmt;
-    out->kernel = select_kernels(fmt, &p);
+    qf_kernel_set ks;
+    out->kernel = select_kernels(s, fmt, &p, &ks);
     out->check_nmse = NAN;
     out->bytes = (uint64_t)p.row_size * (uint64_t)s->rows;
     out->bpw = qf_format_bpw(fmt, s->cols);
@@ -666,7 +961,7 @@ int qf_measure_run(qf_measure *m, qf_format fmt, qf_measure_out *out, char *why,
     /* The shapes were checked above, so the reference quantizer cannot fail here. A CUDA run
      * times the device, so its input may be quantized by every thread (the K-quants' reference
      * quantizers run at tens of MB/s): a quantize pass over the threads' shares. */
-    if (s->op != QF_OP_QUANTIZE && s->backend == QF_BACKEND_CUDA && s->threads > 1) {
+    if (s->op != QF_OP_QUANTIZE && s->backend != QF_BACKEND_REF && s->threads > 1) {
         pass qp = p;
         double secs;
         qp.op = QF_OP_QUANTIZE;
@@ -681,11 +976,18 @@ int qf_measure_run(qf_measure *m, qf_format fmt, qf_measure_out *out, char *why,
     }
     assert(err == 0);
     if (s->op == QF_OP_MATVEC)
-        qf_format_get(t->act)->quantize_ref(m->act, m->xq, s->cols);
+        ks.quantize_act(m->act, m->xq, s->cols);
+    if (s->op == QF_OP_MATMUL)
+        out->flops = 2.0 * (double)s->rows * (double)s->cols * (double)act_rows(s);
 
     if (s->backend == QF_BACKEND_CUDA) {
         out->kernel = "cuda";
         err = run_cuda(m, fmt, samples, out, why, why_len);
+    } else if (s->backend == QF_BACKEND_OPENCL) {
+        out->kernel = "opencl";
+        err = run_opencl(m, fmt, samples, out, why, why_len);
+    } else if (s->op == QF_OP_MATMUL) {
+        err = run_matmul(m, &ks, samples, why, why_len);
     } else {
         int nthreads = s->threads;
         set_workers(m, &p);

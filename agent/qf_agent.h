@@ -21,6 +21,11 @@ typedef struct qf_agent_opts {
     volatile sig_atomic_t *stop;  /* the loop returns when *stop becomes non-zero */
     int         max_jobs;         /* > 0: exit after this many results are ACKed (tests) */
     bool        quiet;            /* no per-job lines on stderr (warnings still print) */
+    /* docs/security.md: a tcp:// coordinator needs CURVE keys (curve_secret: our key pair,
+     * server_key: the coordinator's .pub) or insecure; inproc:// and ipc:// need neither */
+    const char *curve_secret;
+    const char *server_key;
+    bool        insecure;
 } qf_agent_opts;
 
 /* Runs the agent loop until *stop. 0 on a clean stop, negative on a fatal error. */

@@ -11,7 +11,8 @@
 
 #include "qf_formats.h"
 
-typedef enum qf_bench_op { QF_OP_QUANTIZE, QF_OP_DEQUANTIZE, QF_OP_MATVEC } qf_bench_op;
+/* matvec: one activation row (decode-like); matmul: `batch` rows at once (prefill-like). */
+typedef enum qf_bench_op { QF_OP_QUANTIZE, QF_OP_DEQUANTIZE, QF_OP_MATVEC, QF_OP_MATMUL } qf_bench_op;
 
 int qf_bench_main(int argc, char **argv);
 

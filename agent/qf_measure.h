@@ -20,6 +20,7 @@
 
 #include "qf_bench.h"     /* qf_bench_op */
 #include "qf_formats.h"
+#include "qf_kernels.h"
 #include "qf_metrics.h"
 #include "qf_synth.h"
 
@@ -27,14 +28,22 @@
  * kernels/cuda (dequantize and matvec, builds with QF_HAVE_CUDA only), each pass one kernel
  * launch timed with CUDA events, the weights rotated among enough device copies that they
  * are read from DRAM, not from the L2 cache. */
-typedef enum qf_measure_backend { QF_BACKEND_REF, QF_BACKEND_CUDA } qf_measure_backend;
+typedef enum qf_measure_backend {
+    QF_BACKEND_REF, QF_BACKEND_CUDA,
+    QF_BACKEND_OPENCL,   /* kernels/opencl (QF_HAVE_OPENCL): dequantize and matvec of q8_0,
+                            q4_0, q4_K, int4_g*, each pass one launch timed by its profiling
+                            event, weights rotated as CUDA's (4x the device's global cache) */
+} qf_measure_backend;
 
 typedef struct qf_measure_spec {
     qf_measure_backend backend;
     qf_bench_op   op;
     int64_t       rows, cols;   /* >= 1 each; cols must fit every format run (qf_measure_check) */
+    bool          force_isa;    /* false: the best CPU kernels the host runs (qf_isa_best) */
+    qf_isa        isa;          /* with force_isa: these (QF_EUNSUP if the host can't) */
     int           threads;      /* >= 1: the rows are cut into this many contiguous shares
                                    (REF only; a CUDA pass is one launch over all rows) */
+    int64_t       batch;        /* matmul: activation rows, 1..4096 (0 = 512); else unused */
     uint32_t      reps;         /* >= 1 timed passes */
     uint32_t      warmup;       /* untimed passes before them */
     qf_synth_dist dist;         /* body of the generated weights */
@@ -45,16 +54,20 @@ typedef struct qf_measure_spec {
 
 typedef struct qf_measure_out {
     qf_format   fmt;
-    const char *kernel;            /* the variant that was timed ("ref"); static storage */
+    const char *kernel;            /* the variant that was timed: the ISA whose kernel ran the
+                                      op ("avx512", "ref"; slots an ISA lacks fall back, and
+                                      this names where the timed one came from), or the GPU
+                                      backend ("cuda"); static storage */
     uint64_t    bytes;             /* bytes of the quantized tensor */
     uint64_t    throughput_bytes;  /* bytes one pass reads: f32 input for quantize, quantized
                                       weights for dequantize and matvec (GB/s = this / sample) */
     double      bpw;               /* from the format table, for this row length */
+    double      flops;             /* matmul: 2 x rows x cols x batch per pass; else 0 */
     double     *samples;           /* seconds per timed pass, n_samples of them (= reps), each
                                       > 0; caller owns (qf_measure_out_clear) */
     uint32_t    n_samples;
     qf_tensor_metrics metrics;     /* the format's quality on this matrix (reference decode) */
-    /* CUDA only (REF: 0 and NAN): */
+    /* CUDA and OpenCL only (REF: 0 and NAN): */
     double      copy_gbps;         /* the device's D2D copy bandwidth, read + write bytes, as
                                       measured by qf_measure_new: the ceiling for GB/s */
     double      check_nmse;        /* the device's output against the CPU reference on the same
@@ -70,11 +83,12 @@ const char *qf_measure_op_name(qf_bench_op op);
 /* The op named name; QF_EINVAL (silently) if there is none. */
 int qf_measure_op_from_name(const char *name, qf_bench_op *op);
 
-/* "ref", "cuda". Static storage. */
+/* "ref", "cuda", "opencl". Static storage. */
 const char *qf_measure_backend_name(qf_measure_backend b);
 /* The backend named name; QF_EINVAL (silently) if there is none. */
 int qf_measure_backend_from_name(const char *name, qf_measure_backend *b);
-/* True if this build has backend b (REF always; CUDA when built with it, device or not). */
+/* True if this build has backend b (REF always; CUDA, OpenCL when built with them, device or
+ * not). */
 bool qf_measure_backend_built(qf_measure_backend b);
 /* True if backend b of this build can run op on weight format fmt. */
 bool qf_measure_backend_supports(qf_measure_backend b, qf_format fmt, qf_bench_op op);

@@ -9,15 +9,30 @@
  * Next to it, in the same run and with the same sockets' shape, a raw ZeroMQ DEALER/ROUTER echo
  * of frames the size of a RESULT gives the transport's own ceiling, so the ratio says what the
  * fleet's bookkeeping costs. Not a test: numbers go to docs/performance.md.
+ *
+ * Soak mode (--duration S): the coordinator is the real daemon, `qfleet coordinator` in its own
+ * process (this binary, started again), so its memory is its own; a feeder thread keeps a few
+ * thousand noop jobs queued for S seconds while the simulated agents answer them, and every
+ * --sample-s seconds one line reports that window's jobs/s, p50/p99 dispatch latency and the
+ * coordinator's RSS from /proc/PID/status.
+ * RSS must stay within 10% of its value after warm-up (a tenth of the run): the exit status
+ * says whether it did, so `make soak` fails on a leak.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -32,6 +47,9 @@
 #include "qf_wire.h"
 
 #define SUBMIT_CHUNK 20000   /* jobs per SUBMIT frame (~150 bytes each: well under 16 MiB) */
+#define SOAK_CHUNK   2000    /* soak: jobs per SUBMIT, small so one insert stalls nothing long */
+#define SOAK_BACKLOG (3 * SOAK_CHUNK)   /* soak: the feeder keeps about this many queued */
+#define RSS_TOLERANCE 0.10   /* soak: RSS within +-10% of its post-warm-up value */
 
 typedef struct sim_agent {
     void  *sock;
@@ -40,11 +58,28 @@ typedef struct sim_agent {
     int    free_head, n_free;
 } sim_agent;
 
+/* One soak window: its end time since the start, rates, and the process's memory. */
+typedef struct soak_sample {
+    double t, jobs_per_s, p50_ms, p99_ms;
+    long   rss_kb, anon_kb;
+} soak_sample;
+
 typedef struct fleet_bench {
     int     agents, slots;
-    int64_t jobs;
-    double *latency;           /* seconds, one per dispatched job after the first per slot */
+    int64_t jobs;              /* jobs to run; in soak mode, set to the jobs ACKed at the end */
+    double *latency;           /* seconds, one per dispatched job after the first per slot
+                                  (soak mode: of the current window only) */
     size_t  n_latency, cap_latency;
+    bool    json;
+
+    double  duration;          /* soak mode: seconds to run; 0 runs `jobs` jobs */
+    double  sample_s;          /* soak mode: seconds per window */
+    _Atomic int64_t acked;     /* ACKs so far; the feeder thread reads it */
+    double  t0, win_start, next_sample;
+    int64_t win_acked;
+    soak_sample *samples;
+    size_t  n_samples, cap_samples;
+    pid_t   coord_pid;         /* soak mode: the coordinator process */
 } fleet_bench;
 
 static int send_encoded(void *sock, const qf_msg *m)
@@ -125,7 +160,166 @@ static void note_latency(fleet_bench *b, double s)
     b->latency[b->n_latency++] = s;
 }
 
-/* Answers JOBs with noop RESULTs until every job is ACKed. */
+/* --- soak mode --------------------------------------------------------------------------- */
+
+/* VmRSS and RssAnon of process pid in kB (-1 where /proc does not say). */
+static void read_rss(pid_t pid, long *rss_kb, long *anon_kb)
+{
+    *rss_kb = *anon_kb = -1;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
+    FILE *f = fopen(path, "r");
+    char line[256];
+    while (f && fgets(line, sizeof line, f)) {
+        if (sscanf(line, "VmRSS: %ld", rss_kb) != 1)
+            (void)sscanf(line, "RssAnon: %ld", anon_kb);
+    }
+    if (f)
+        fclose(f);
+}
+
+/* Closes the current window when its time has come: one sample, one line. */
+static void soak_tick(fleet_bench *b, double now, int64_t acked)
+{
+    if (now < b->next_sample)
+        return;
+    soak_sample s = { .t = now - b->t0,
+                      .jobs_per_s = (double)(acked - b->win_acked) / (now - b->win_start) };
+    if (b->n_latency) {
+        s.p50_ms = qf_stats_percentile(b->latency, b->n_latency, 50) * 1e3;
+        s.p99_ms = qf_stats_percentile(b->latency, b->n_latency, 99) * 1e3;
+    }
+    read_rss(b->coord_pid, &s.rss_kb, &s.anon_kb);
+    if (b->n_samples == b->cap_samples) {
+        size_t cap = b->cap_samples ? 2 * b->cap_samples : 256;
+        soak_sample *p = realloc(b->samples, cap * sizeof *p);
+        if (p) {
+            b->samples = p;
+            b->cap_samples = cap;
+        }
+    }
+    if (b->n_samples < b->cap_samples)
+        b->samples[b->n_samples++] = s;
+    if (!b->json) {
+        printf("%8.0f %10.0f %9.3f %9.3f %9.1f %9.1f\n", s.t, s.jobs_per_s, s.p50_ms, s.p99_ms,
+               (double)s.rss_kb / 1024.0, (double)s.anon_kb / 1024.0);
+        fflush(stdout);
+    }
+    b->n_latency = 0;      /* the array keeps its capacity: no growth after the first window */
+    b->win_start = now;
+    b->win_acked = acked;
+    b->next_sample = now + b->sample_s;
+}
+
+/* The feeder: keeps about SOAK_BACKLOG jobs submitted and not yet ACKed, until told to stop. */
+typedef struct feeder {
+    fleet_bench *b;
+    qf_client   *c;
+    qf_suite    *chunk;
+    atomic_int   stop;
+    int          err;
+} feeder;
+
+static void *feeder_main(void *arg)
+{
+    feeder *f = arg;
+    int64_t submitted = 0;
+    while (!atomic_load(&f->stop) && !f->err) {
+        if (submitted - atomic_load_explicit(&f->b->acked, memory_order_relaxed) >= SOAK_BACKLOG) {
+            usleep(10000);
+            continue;
+        }
+        int64_t run_id;
+        f->err = qf_client_submit(f->c, f->chunk, "bench", false, "bench", &run_id);
+        submitted += (int64_t)f->chunk->n_jobs;
+    }
+    return NULL;
+}
+
+/* The post-warm-up RSS (first sample at or after a tenth of the run) and the largest relative
+ * departure from it afterwards. */
+static void soak_rss(const fleet_bench *b, long *base_kb, double *base_t, double *drift)
+{
+    *base_kb = 0;
+    *base_t = 0;
+    *drift = 0;
+    size_t i0 = 0;
+    while (i0 + 1 < b->n_samples && b->samples[i0].t < b->duration / 10)
+        i0++;
+    if (i0 >= b->n_samples || b->samples[i0].rss_kb <= 0)
+        return;
+    *base_kb = b->samples[i0].rss_kb;
+    *base_t = b->samples[i0].t;
+    for (size_t i = i0; i < b->n_samples; i++) {
+        double d = (double)(b->samples[i].rss_kb - *base_kb) / (double)*base_kb;
+        if (fabs(d) > fabs(*drift))
+            *drift = d;
+    }
+}
+
+/* Soak mode: starts `qfleet coordinator` (this executable) on a free loopback port with its
+ * log in DIR/coordinator.log, and waits (10 s at most) for the endpoint it bound. */
+static int coord_spawn(const char *dir, const char *db, pid_t *pid, char *endpoint, size_t len)
+{
+    char exe[4096], ep_file[96], log[96];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return qf_errorf(QF_EIO, "bench fleet: cannot find this executable: %s", strerror(errno));
+    exe[n] = '\0';
+    snprintf(ep_file, sizeof ep_file, "%s/endpoint", dir);
+    snprintf(log, sizeof log, "%s/coordinator.log", dir);
+    char *argv[] = { exe, "coordinator", "--bind", "tcp://127.0.0.1:*", "--db", (char *)db,
+                     "--heartbeat-ms", "5000", "--endpoint-file", ep_file, "--insecure", NULL };
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    int rc = posix_spawn(pid, exe, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0)
+        return qf_errorf(QF_EIO, "bench fleet: cannot start the coordinator: %s", strerror(rc));
+    for (double end = qf_time_mono() + 10.0; qf_time_mono() < end; usleep(10000)) {
+        FILE *f = fopen(ep_file, "r");
+        if (!f)
+            continue;
+        bool ok = fgets(endpoint, (int)len, f) && strchr(endpoint, '\n');  /* a whole line */
+        fclose(f);
+        endpoint[strcspn(endpoint, "\n")] = '\0';
+        if (ok)
+            return 0;
+    }
+    return qf_errorf(QF_ETIMEDOUT, "bench fleet: the coordinator did not start (see %s)", log);
+}
+
+/* Stops the soak's coordinator (SIGTERM, as systemd would) and removes its side files. */
+static void coord_stop(const char *dir, pid_t *pid)
+{
+    if (*pid > 0) {
+        kill(*pid, SIGTERM);
+        waitpid(*pid, NULL, 0);
+        *pid = 0;
+    }
+    static const char *const side[] = { "endpoint", "coordinator.log" };
+    for (int i = 0; i < 2; i++) {
+        char f[96];
+        snprintf(f, sizeof f, "%s/%s", dir, side[i]);
+        unlink(f);
+    }
+}
+
+/* 1,000 simulated agents hold a few thousand descriptors: raise the soft limit to the hard. */
+static void raise_fd_limit(int agents)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)agents * 4 + 256;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* Answers JOBs with noop RESULTs until every job is ACKed (soak mode: until the deadline,
+ * closing a sample window every sample_s seconds). */
 static int agents_serve(fleet_bench *b, sim_agent *ag, double deadline)
 {
     zmq_pollitem_t *items = calloc((size_t)b->agents, sizeof *items);
@@ -136,8 +330,14 @@ static int agents_serve(fleet_bench *b, sim_agent *ag, double deadline)
     int64_t acked = 0;
     int err = 0;
     double sample = 1e-9;
-    while (acked < b->jobs) {
-        if (qf_time_mono() > deadline) {
+    bool soak = b->duration > 0;
+    while (soak || acked < b->jobs) {
+        if (soak) {
+            double now = qf_time_mono();
+            soak_tick(b, now, acked);
+            if (now >= deadline)
+                break;
+        } else if (qf_time_mono() > deadline) {
             err = qf_errorf(QF_ETIMEDOUT, "bench fleet: %" PRId64 " of %" PRId64 " jobs done "
                             "before the time limit", acked, b->jobs);
             break;
@@ -172,13 +372,36 @@ static int agents_serve(fleet_bench *b, sim_agent *ag, double deadline)
                     a->free_slot[(a->free_head + a->n_free++) % 64] = s;
                 } else if (m.type == QF_MSG_ACK) {
                     acked++;
+                    atomic_store_explicit(&b->acked, acked, memory_order_relaxed);
                 }
                 qf_msg_clear(&m);
             }
         }
     }
     free(items);
+    if (soak)
+        b->jobs = acked;
     return err;
+}
+
+/* Runs the soak: the feeder thread submits, this thread serves and samples. */
+static int soak_run(fleet_bench *b, sim_agent *ag, qf_client *c, qf_suite *chunk)
+{
+    feeder f = { .b = b, .c = c, .chunk = chunk };
+    pthread_t tid;
+    if (pthread_create(&tid, NULL, feeder_main, &f) != 0)
+        return qf_errorf(QF_ENOMEM, "bench fleet: cannot start the feeder thread");
+    b->t0 = b->win_start = qf_time_mono();
+    b->next_sample = b->t0 + b->sample_s;
+    if (!b->json)
+        printf("fleet soak: %d agents x %d slot(s), %.0f s, a sample every %.0f s; RSS is the "
+               "coordinator process's\n"
+               "%8s %10s %9s %9s %9s %9s\n", b->agents, b->slots, b->duration, b->sample_s,
+               "t s", "jobs/s", "p50 ms", "p99 ms", "RSS MiB", "anon MiB");
+    int err = agents_serve(b, ag, b->t0 + b->duration);
+    atomic_store(&f.stop, 1);
+    pthread_join(tid, NULL);
+    return err ? err : f.err;
 }
 
 /* --- the raw ZeroMQ echo baseline ------------------------------------------------------- */
@@ -283,11 +506,59 @@ static double echo_rate(void *server_ctx, void *ctx, int n, int slots, int64_t t
 
 /* --- the command ------------------------------------------------------------------------- */
 
+/* The soak's summary (the windows were printed as they closed); QF_EXIT_FAILURE if RSS moved
+ * more than RSS_TOLERANCE from its post-warm-up value. */
+static int soak_report(const fleet_bench *b, double seconds)
+{
+    long base_kb;
+    double base_t, drift;
+    soak_rss(b, &base_kb, &base_t, &drift);
+    bool flat = fabs(drift) <= RSS_TOLERANCE;
+    double worst_p99 = 0;
+    double *p99 = malloc((b->n_samples + 1) * sizeof *p99);
+    for (size_t i = 0; i < b->n_samples; i++) {
+        worst_p99 = fmax(worst_p99, b->samples[i].p99_ms);
+        if (p99)
+            p99[i] = b->samples[i].p99_ms;
+    }
+    double med_p99 = p99 && b->n_samples ? qf_stats_percentile(p99, b->n_samples, 50) : 0;
+    free(p99);
+    double rate = (double)b->jobs / seconds;
+    if (b->json) {
+        printf("{\"op\":\"fleet\",\"mode\":\"soak\",\"agents\":%d,\"slots\":%d,"
+               "\"seconds\":%.3f,\"jobs\":%" PRId64 ",\"jobs_per_s\":%.1f,"
+               "\"dispatch_p99_ms_median\":%.4f,\"dispatch_p99_ms_max\":%.4f,"
+               "\"rss_baseline_kb\":%ld,\"rss_baseline_t\":%.1f,\"rss_max_drift\":%.4f,"
+               "\"rss_flat\":%s,\"samples\":[", b->agents, b->slots, seconds, b->jobs, rate,
+               med_p99, worst_p99, base_kb, base_t, drift, flat ? "true" : "false");
+        for (size_t i = 0; i < b->n_samples; i++) {
+            const soak_sample *s = &b->samples[i];
+            printf("%s{\"t\":%.1f,\"jobs_per_s\":%.1f,\"dispatch_p50_ms\":%.4f,"
+                   "\"dispatch_p99_ms\":%.4f,\"rss_kb\":%ld,\"rss_anon_kb\":%ld}",
+                   i ? "," : "", s->t, s->jobs_per_s, s->p50_ms, s->p99_ms, s->rss_kb,
+                   s->anon_kb);
+        }
+        printf("]}\n");
+    } else {
+        printf("soak: %" PRId64 " noop jobs in %.0f s: %.0f jobs/s; dispatch p99 per window: "
+               "median %.3f ms, worst %.3f ms\n", b->jobs, seconds, rate, med_p99, worst_p99);
+        printf("coordinator RSS: %.1f MiB at %.0f s (after warm-up), largest change after it %+.1f%% "
+               "(limit +-%.0f%%): %s\n", (double)base_kb / 1024.0, base_t, drift * 100,
+               RSS_TOLERANCE * 100, flat ? "flat" : "NOT FLAT");
+    }
+    fflush(stdout);
+    if (!flat)
+        qf_errorf(QF_ERANGE, "bench fleet: the coordinator's RSS moved %+.1f%% from its post-warm-up %ld kB",
+                  drift * 100, base_kb);
+    return flat ? QF_EXIT_OK : QF_EXIT_FAILURE;
+}
+
 static volatile sig_atomic_t g_coord_stop;
 
 static void usage(FILE *out)
 {
     fputs("usage: qfleet bench --op fleet [--agents N] [--jobs M] [--slots S] [--json]\n"
+          "       qfleet bench --op fleet --duration S [--sample-s T] [--agents N] [--json]\n"
           "\n"
           "Jobs per second through a real coordinator (SQLite store with durable commits, tcp\n"
           "on loopback) with N simulated agents answering noop jobs at once, with p50/p99\n"
@@ -296,6 +567,10 @@ static void usage(FILE *out)
           "  --agents N   simulated agents (default 100)\n"
           "  --jobs M     noop jobs (default 100000)\n"
           "  --slots S    jobs in flight per agent (default 1)\n"
+          "  --duration S soak mode: run S seconds with jobs kept queued, instead of --jobs;\n"
+          "               one line per window: jobs/s, dispatch p50/p99, RSS; exits 1 if RSS\n"
+          "               leaves +-10% of its post-warm-up value\n"
+          "  --sample-s T soak mode: seconds per window (default 5)\n"
           "  --json       machine-readable output\n", out);
 }
 
@@ -306,11 +581,13 @@ int qf_bench_fleet_main(int argc, char **argv)
         { "agents", required_argument, NULL, 'a' },
         { "jobs", required_argument, NULL, 'j' },
         { "slots", required_argument, NULL, 's' },
+        { "duration", required_argument, NULL, 'd' },
+        { "sample-s", required_argument, NULL, 'S' },
         { "json", no_argument, NULL, 'J' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    fleet_bench b = { .agents = 100, .slots = 1, .jobs = 100000 };
+    fleet_bench b = { .agents = 100, .slots = 1, .jobs = 100000, .sample_s = 5 };
     bool json = false;
     int64_t v;
     int ch;
@@ -334,6 +611,16 @@ int qf_bench_fleet_main(int argc, char **argv)
                 return QF_EXIT_USAGE;
             b.slots = (int)v;
             break;
+        case 'd':
+            if (qf_cli_parse_int("bench", "--duration", optarg, 1, 7 * 86400, &v))
+                return QF_EXIT_USAGE;
+            b.duration = (double)v;
+            break;
+        case 'S':
+            if (qf_cli_parse_int("bench", "--sample-s", optarg, 1, 3600, &v))
+                return QF_EXIT_USAGE;
+            b.sample_s = (double)v;
+            break;
         case 'J': json = true; break;
         case 'h': usage(stdout); return QF_EXIT_OK;
         default: qf_cli_reject_option("bench", ch, argc, argv); return QF_EXIT_USAGE;
@@ -343,6 +630,8 @@ int qf_bench_fleet_main(int argc, char **argv)
         qf_errorf(QF_EUSAGE, "bench: unexpected argument '%s'", argv[optind]);
         return QF_EXIT_USAGE;
     }
+    b.json = json;
+    raise_fd_limit(b.agents);
 
     char dir[] = "/tmp/qfleet-bench-XXXXXX", db[64];
     if (!mkdtemp(dir)) {
@@ -357,9 +646,10 @@ int qf_bench_fleet_main(int argc, char **argv)
     char endpoint[256] = "";
     qf_coord_opts co = { .bind = "tcp://127.0.0.1:*", .db_path = db, .heartbeat_ms = 5000,
                          .zmq_ctx = cctx, .stop = &g_coord_stop, .bound_endpoint = endpoint,
-                         .quiet = true };
+                         .quiet = true, .insecure = true /* loopback, one process */ };
     qf_coord_thread *coord = NULL;
-    int err = qf_coordinator_start(&co, &coord);
+    int err = b.duration > 0 ? coord_spawn(dir, db, &b.coord_pid, endpoint, sizeof endpoint)
+                             : qf_coordinator_start(&co, &coord);
 
     sim_agent *ag = calloc((size_t)b.agents, sizeof *ag);
     double t0 = 0, t1 = 0;
@@ -373,7 +663,8 @@ int qf_bench_fleet_main(int argc, char **argv)
     if (!err) {
         qf_suite s = { .max_attempts = 1 };
         snprintf(s.name, sizeof s.name, "bench-fleet");
-        size_t chunk = (size_t)(b.jobs < SUBMIT_CHUNK ? b.jobs : SUBMIT_CHUNK);
+        size_t chunk = b.duration > 0 ? SOAK_CHUNK
+                                      : (size_t)(b.jobs < SUBMIT_CHUNK ? b.jobs : SUBMIT_CHUNK);
         s.jobs = calloc(chunk, sizeof *s.jobs);
         if (!s.jobs)
             err = QF_ENOMEM;
@@ -387,13 +678,18 @@ int qf_bench_fleet_main(int argc, char **argv)
             j->timeout_ms = 60000;
         }
         t0 = qf_time_mono();
-        for (int64_t done = 0; !err && done < b.jobs; done += (int64_t)chunk) {
+        if (!err && b.duration > 0) {
+            s.n_jobs = chunk;
+            err = soak_run(&b, ag, &c, &s);
+        }
+        for (int64_t done = 0; !err && b.duration == 0 && done < b.jobs;
+             done += (int64_t)chunk) {
             int64_t run_id;
             s.n_jobs = (size_t)(b.jobs - done < (int64_t)chunk ? b.jobs - done : (int64_t)chunk);
             err = qf_client_submit(&c, &s, "bench", false, "bench", &run_id);
         }
         free(s.jobs);
-        if (!err)
+        if (!err && b.duration == 0)
             err = agents_serve(&b, ag, t0 + 600.0);
         t1 = qf_time_mono();
     }
@@ -402,9 +698,11 @@ int qf_bench_fleet_main(int argc, char **argv)
         if (ag[i].sock)
             zmq_close(ag[i].sock);
     qf_coordinator_join(&coord);
+    if (b.duration > 0)
+        coord_stop(dir, &b.coord_pid);
 
     double echo = 0;
-    if (!err)
+    if (!err && b.duration == 0)
         echo = echo_rate(cctx, ctx, b.agents, b.slots, b.jobs, 120);
     zmq_ctx_term(ctx);
 
@@ -420,7 +718,15 @@ int qf_bench_fleet_main(int argc, char **argv)
     if (err) {
         free(ag);
         free(b.latency);
+        free(b.samples);
         return QF_EXIT_FAILURE;
+    }
+    if (b.duration > 0) {
+        int rc = soak_report(&b, t1 - t0);
+        free(ag);
+        free(b.latency);
+        free(b.samples);
+        return rc;
     }
     double rate = (double)b.jobs / (t1 - t0);
     double p50 = b.n_latency ? qf_stats_percentile(b.latency, b.n_latency, 50) : 0;

@@ -4,7 +4,9 @@
  * One DEALER socket, one request at a time, every wait bounded. The suite is parsed and
  * expanded here, on the client, so the coordinator only ever sees validated job specs.
  * Exit statuses: 0 done, 1 runtime failure (coordinator unreachable, a failed job with
- * --wait), 2 usage error.
+ * --wait), 2 usage error (plain TCP without --insecure among them).
+ * Security: the commands take --curve-secret/--server-key (CURVE, docs/security.md) or
+ * --insecure; a socket monitor lets a call that hears nothing say that our key was refused.
  */
 #include "qf_client.h"
 
@@ -23,13 +25,16 @@
 
 #include "qf_cli_args.h"
 #include "qf_cmd.h"
+#include "qf_curve.h"
 #include "qf_err.h"
 #include "qf_time.h"
 #include "qf_version.h"
 
 #define CALL_TIMEOUT_MS 10000
+#define HANDSHAKE_CHECK_MS 100   /* how often a waiting call looks at the handshake monitor */
 
-int qf_client_open(qf_client *c, const char *endpoint, void *ctx)
+int qf_client_open_secure(qf_client *c, const char *endpoint, void *ctx, const qf_curve_opts *sec,
+                          const char *who)
 {
     memset(c, 0, sizeof *c);
     c->endpoint = endpoint;
@@ -39,18 +44,36 @@ int qf_client_open(qf_client *c, const char *endpoint, void *ctx)
         return qf_errorf(QF_ENET, "cannot create a ZeroMQ context");
     c->sock = zmq_socket(c->ctx, ZMQ_DEALER);
     int zero = 0;
-    if (c->sock)
+    int64_t max_msg = (int64_t)qf_wire_default_limits().max_frame * 2;   /* as the coordinator */
+    if (c->sock) {
         zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg);
+    }
+    char fp[QF_CURVE_FP_SIZE] = "";
+    int err = c->sock ? qf_curve_client_setup(c->sock, endpoint, sec, who, fp) : 0;
+    if (!err && (fp[0] || qf_curve_endpoint_is_remote(endpoint)))
+        err = qf_curve_monitor_open(c->ctx, c->sock, &c->mon);
+    if (err) {
+        qf_client_close(c);
+        return err;
+    }
     if (!c->sock || zmq_connect(c->sock, endpoint) != 0) {
-        int err = qf_errorf(QF_ENET, "cannot connect to %s: %s", endpoint, zmq_strerror(errno));
+        err = qf_errorf(QF_ENET, "cannot connect to %s: %s", endpoint, zmq_strerror(errno));
         qf_client_close(c);
         return err;
     }
     return 0;
 }
 
+int qf_client_open(qf_client *c, const char *endpoint, void *ctx)
+{
+    qf_curve_opts plain = { .insecure = true };
+    return qf_client_open_secure(c, endpoint, ctx, &plain, "client");
+}
+
 void qf_client_close(qf_client *c)
 {
+    qf_curve_monitor_close(&c->mon);
     if (c->sock)
         zmq_close(c->sock);
     if (c->own_ctx && c->ctx)
@@ -81,19 +104,24 @@ int qf_client_call(qf_client *c, qf_msg *req, qf_msg *rep, int timeout_ms)
     double deadline = qf_time_mono() + timeout_ms / 1000.0;
     for (;;) {
         long left = (long)((deadline - qf_time_mono()) * 1000.0);
+        char why[300];
         if (left <= 0)
             return qf_errorf(QF_ETIMEDOUT, "no answer from the coordinator at %s within %d ms "
                              "(is it running?)", c->endpoint, timeout_ms);
         zmq_pollitem_t it = { .socket = c->sock, .events = ZMQ_POLLIN };
-        if (zmq_poll(&it, 1, left) <= 0)
+        /* a refused key or a failed handshake is final: say so now, not at the deadline */
+        if (zmq_poll(&it, 1, left < HANDSHAKE_CHECK_MS ? left : HANDSHAKE_CHECK_MS) <= 0) {
+            if (qf_curve_monitor_failed(c->mon, why, sizeof why))
+                return qf_errorf(QF_ENET, "no answer from the coordinator at %s: %s",
+                                 c->endpoint, why);
             continue;
+        }
         zmq_msg_t f;
         zmq_msg_init(&f);
         if (zmq_msg_recv(&f, c->sock, 0) < 0) {
             zmq_msg_close(&f);
             continue;
         }
-        char why[300];
         err = qf_wire_decode(zmq_msg_data(&f), zmq_msg_size(&f), &lim, rep, why, sizeof why);
         zmq_msg_close(&f);
         if (err) {
@@ -251,6 +279,38 @@ static void print_progress_line(const qf_run_progress *p)
            p->failed, p->cancelled, p->queued, p->leased);
 }
 
+/* The security options every client command takes (docs/security.md). */
+enum { OPT_CURVE = 256, OPT_SERVER_KEY, OPT_INSECURE };
+#define SECURITY_OPTIONS                                                   \
+    { "curve-secret", required_argument, NULL, OPT_CURVE },               \
+    { "server-key", required_argument, NULL, OPT_SERVER_KEY },            \
+    { "insecure", no_argument, NULL, OPT_INSECURE }
+
+static const char k_security_usage[] =
+    "\n"
+    "Security (docs/security.md): a tcp:// coordinator needs either\n"
+    "  --curve-secret FILE  this machine's key pair (qfleet keygen; its .pub enrolled on the\n"
+    "                       coordinator), and\n"
+    "  --server-key FILE    the coordinator's public key (.pub)\n"
+    "  --insecure           or: plain TCP, for a network you trust\n";
+
+/* True when ch was one of SECURITY_OPTIONS (recorded in *sec). */
+static bool security_option(int ch, qf_curve_opts *sec)
+{
+    switch (ch) {
+    case OPT_CURVE:      sec->secret_file = optarg; return true;
+    case OPT_SERVER_KEY: sec->server_key_file = optarg; return true;
+    case OPT_INSECURE:   sec->insecure = true; return true;
+    default:             return false;
+    }
+}
+
+/* Exit status for a failed open: a missing --insecure or key option is a usage error. */
+static int open_failed(int err)
+{
+    return err == QF_EUSAGE ? QF_EXIT_USAGE : QF_EXIT_FAILURE;
+}
+
 static void submit_usage(FILE *out)
 {
     fputs("usage: qfleet submit SUITE --to ENDPOINT [--commit SHA] [--branch NAME] [--wait]\n"
@@ -264,6 +324,7 @@ static void submit_usage(FILE *out)
           "  --wait             wait until every job is done or failed; exit 1 if any failed\n"
           "  --timeout SECONDS  with --wait, give up after this long (default: no limit)\n"
           "  -h, --help         this help\n", out);
+    fputs(k_security_usage, out);
 }
 
 int qf_cmd_submit(int argc, char **argv)
@@ -274,10 +335,12 @@ int qf_cmd_submit(int argc, char **argv)
         { "branch", required_argument, NULL, 'b' },
         { "wait", no_argument, NULL, 'w' },
         { "timeout", required_argument, NULL, 'T' },
+        SECURITY_OPTIONS,
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const char *to = NULL, *commit = NULL, *branch = NULL;
+    qf_curve_opts sec = { 0 };
     bool wait = false;
     int64_t timeout = 0;
     int ch;
@@ -294,7 +357,11 @@ int qf_cmd_submit(int argc, char **argv)
                 return QF_EXIT_USAGE;
             break;
         case 'h': submit_usage(stdout); return QF_EXIT_OK;
-        default: qf_cli_reject_option("submit", ch, argc, argv); return QF_EXIT_USAGE;
+        default:
+            if (security_option(ch, &sec))
+                break;
+            qf_cli_reject_option("submit", ch, argc, argv);
+            return QF_EXIT_USAGE;
         }
     }
     if (optind != argc - 1) {
@@ -313,7 +380,11 @@ int qf_cmd_submit(int argc, char **argv)
     }
     qf_client c;
     int64_t run_id = 0;
-    int err = qf_client_open(&c, to, NULL);
+    int err = qf_client_open_secure(&c, to, NULL, &sec, "submit");
+    if (err) {
+        qf_suite_free(&suite);
+        return open_failed(err);
+    }
     if (!err)
         err = qf_client_submit(&c, &suite, commit, false, branch, &run_id);
     if (!err) {
@@ -351,6 +422,7 @@ static void status_usage(FILE *out)
           "  --run ID       only this run\n"
           "  --json         print the coordinator's status document as JSON\n"
           "  -h, --help     this help\n", out);
+    fputs(k_security_usage, out);
 }
 
 static const char *jstr(json_t *o, const char *key)
@@ -394,10 +466,12 @@ int qf_cmd_status(int argc, char **argv)
         { "to", required_argument, NULL, 't' },
         { "run", required_argument, NULL, 'r' },
         { "json", no_argument, NULL, 'j' },
+        SECURITY_OPTIONS,
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const char *to = NULL;
+    qf_curve_opts sec = { 0 };
     int64_t run = 0;
     bool as_json = false;
     int ch;
@@ -412,7 +486,11 @@ int qf_cmd_status(int argc, char **argv)
             break;
         case 'j': as_json = true; break;
         case 'h': status_usage(stdout); return QF_EXIT_OK;
-        default: qf_cli_reject_option("status", ch, argc, argv); return QF_EXIT_USAGE;
+        default:
+            if (security_option(ch, &sec))
+                break;
+            qf_cli_reject_option("status", ch, argc, argv);
+            return QF_EXIT_USAGE;
         }
     }
     if (optind != argc || !to) {
@@ -421,7 +499,9 @@ int qf_cmd_status(int argc, char **argv)
         return QF_EXIT_USAGE;
     }
     qf_client c;
-    int err = qf_client_open(&c, to, NULL);
+    int err = qf_client_open_secure(&c, to, NULL, &sec, "status");
+    if (err)
+        return open_failed(err);
     qf_msg rep = { 0 };
     if (!err) {
         qf_msg req = { .type = QF_MSG_STATUS };
@@ -454,10 +534,12 @@ int qf_cmd_cancel(int argc, char **argv)
     static const struct option opts[] = {
         { "to", required_argument, NULL, 't' },
         { "run", required_argument, NULL, 'r' },
+        SECURITY_OPTIONS,
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const char *to = NULL;
+    qf_curve_opts sec = { 0 };
     int64_t run = 0;
     int ch;
     opterr = 0;
@@ -472,8 +554,13 @@ int qf_cmd_cancel(int argc, char **argv)
         case 'h':
             puts("usage: qfleet cancel --to ENDPOINT --run ID\n\n"
                  "Cancel a run's queued and running jobs (their late results are ignored).");
+            fputs(k_security_usage, stdout);
             return QF_EXIT_OK;
-        default: qf_cli_reject_option("cancel", ch, argc, argv); return QF_EXIT_USAGE;
+        default:
+            if (security_option(ch, &sec))
+                break;
+            qf_cli_reject_option("cancel", ch, argc, argv);
+            return QF_EXIT_USAGE;
         }
     }
     if (optind != argc || !to || !run) {
@@ -482,7 +569,9 @@ int qf_cmd_cancel(int argc, char **argv)
         return QF_EXIT_USAGE;
     }
     qf_client c;
-    int err = qf_client_open(&c, to, NULL);
+    int err = qf_client_open_secure(&c, to, NULL, &sec, "cancel");
+    if (err)
+        return open_failed(err);
     if (!err) {
         qf_msg req = { .type = QF_MSG_CANCEL }, rep = { 0 };
         req.u.runref.run_id = (uint64_t)run;

@@ -1,9 +1,8 @@
 /* cmd_formats.c - `qfleet formats [--json]`: the format table as users and scripts see it.
  *
  * Every column is read from the traits table (qf_format_get), never typed here, so a format
- * added to kernels/formats.c shows up without touching this file. The one column the traits
- * do not carry yet is which kernel sets exist for a format: k_backends below is the list the
- * ISA work extends (one row per kernel set, with a predicate saying which formats it covers).
+ * added to kernels/formats.c shows up without touching this file. The kernels column asks the
+ * ISA tables (qf_kernels_own) and the GPU backends which of them have the format.
  * Per-row formats (block size 0 in the table) have no block: their size is K weights plus a
  * header, so "block" reads "row" and bits per weight read "8 + 32/K". Activation-only formats
  * (q8_1, q8_K) are listed with role "act-only". Text and JSON carry the same fields.
@@ -18,24 +17,39 @@
 #include "qf_cmd.h"
 #include "qf_err.h"
 #include "qf_formats.h"
+#include "qf_kernels.h"
+#include "qf_measure.h"
 
-/* A kernel set and the formats it has kernels for. */
+/* A kernel set and the formats it has kernels for: the reference, each CPU instruction set
+ * with at least one kernel of its own for the format (qf_kernels_own; the others fall back),
+ * and the GPU backends of this build. */
 typedef struct backend {
     const char *name;
-    bool (*covers)(qf_format fmt);
+    qf_isa      isa;            /* CPU sets; QF_ISA_COUNT for a GPU backend */
+    qf_measure_backend gpu;
 } backend;
 
-static bool ref_covers(qf_format fmt)
-{
-    return qf_format_get(fmt)->quantize_ref != NULL;
-}
-
-/* Only the scalar reference exists today; AVX2, AVX-512, NEON, CUDA... add rows here. */
 static const backend k_backends[] = {
-    { "ref", ref_covers },
+    { "ref", QF_ISA_REF, QF_BACKEND_REF },
+    { "avx2", QF_ISA_AVX2, QF_BACKEND_REF },
+    { "avx512", QF_ISA_AVX512, QF_BACKEND_REF },
+    { "neon", QF_ISA_NEON, QF_BACKEND_REF },
+    { "cuda", QF_ISA_COUNT, QF_BACKEND_CUDA },
 };
 
 #define N_BACKENDS (sizeof k_backends / sizeof k_backends[0])
+
+static bool covers(const backend *b, qf_format fmt)
+{
+    if (b->isa == QF_ISA_REF)
+        return qf_format_get(fmt)->quantize_ref != NULL;
+    if (b->isa < QF_ISA_COUNT) {
+        const qf_isa_kernels *k = qf_kernels_own(b->isa, fmt);
+        return k->quantize || k->dequantize || k->vec_dot;
+    }
+    return qf_measure_backend_built(b->gpu) &&
+           qf_measure_backend_supports(b->gpu, fmt, QF_OP_MATVEC);
+}
 
 /* One format's columns as text, in table order. */
 typedef struct row_text {
@@ -62,7 +76,9 @@ static void print_usage(FILE *out)
           "  bytes    bytes per block (per-row formats: K weights plus the row header)\n"
           "  bpw      nominal bits per weight (per-row formats: value bits + header bits/K)\n"
           "  act      the format activations are quantized to for a dot product\n"
-          "  kernels  kernel sets with an implementation of the format\n"
+          "  kernels  kernel sets with an implementation of the format: ref (every format),\n"
+          "           the CPU instruction sets with kernels of their own for it (the best\n"
+          "           one the host runs is used; missing kernels fall back), GPU backends\n"
           "\n"
           "Options:\n"
           "  --json      print a JSON array with the same fields\n"
@@ -95,7 +111,7 @@ static void kernels_text(qf_format fmt, char *buf, size_t size)
 {
     buf[0] = '\0';
     for (size_t i = 0; i < N_BACKENDS; i++) {
-        if (!k_backends[i].covers(fmt))
+        if (!covers(&k_backends[i], fmt))
             continue;
         size_t used = strlen(buf);
         snprintf(buf + used, size - used, "%s%s", used ? "," : "", k_backends[i].name);
@@ -184,7 +200,7 @@ static json_t *format_json(qf_format fmt)
     }
     int bad = 0;
     for (size_t i = 0; i < N_BACKENDS; i++)
-        if (k_backends[i].covers(fmt))
+        if (covers(&k_backends[i], fmt))
             bad |= json_array_append_new(kernels, json_string(k_backends[i].name));
     bool per_row = t->blck == 0;
     /* json_object_set_new consumes the value even when it fails (NULL included), so one

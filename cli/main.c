@@ -40,12 +40,18 @@ static const command k_commands[] = {
     { "submit",      "send a suite to a coordinator",                  qf_cmd_submit },
     { "cancel",      "cancel a run's queued and running jobs",          qf_cmd_cancel },
     { "status",      "show a coordinator's queue, agents and progress", qf_cmd_status },
-    { "report",      "write the HTML, CSV and Markdown report of stored results",    NULL },
-    { "compare",     "compare two commits' results, flagging significant changes",   NULL },
+    { "report",      "write the HTML, CSV and Markdown report of stored results",
+                     qf_cmd_report },
+    { "compare",     "compare two commits' results, flagging significant changes",
+                     qf_cmd_compare },
     { "quantize",    "quantize a GGUF model or a Hugging Face llama checkpoint to GGUF",
                      qf_cmd_quantize },
     { "dataset",     "fetch, verify and list datasets",
                      qf_cmd_dataset },
+    { "eval",        "perplexity, KL divergence and tokens/s of a GGUF llama model",
+                     qf_cmd_eval },
+    { "keygen",      "make a CURVE key pair to enrol a coordinator, agent or client",
+                     qf_cmd_keygen },
 };
 
 #define N_COMMANDS (sizeof k_commands / sizeof k_commands[0])
@@ -61,7 +67,11 @@ static void print_help(FILE *out)
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (k_commands[i].fn)
             fprintf(out, "  %-12s %s\n", k_commands[i].name, k_commands[i].summary);
-    fputs("\nPlanned, not available in this build yet:\n", out);
+    bool planned = false;
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        planned |= !k_commands[i].fn;
+    if (planned)
+        fputs("\nPlanned, not available in this build yet:\n", out);
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (!k_commands[i].fn)
             fprintf(out, "  %-12s %s\n", k_commands[i].name, k_commands[i].summary);

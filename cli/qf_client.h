@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "qf_curve.h"
 #include "qf_store.h"
 #include "qf_suite.h"
 #include "qf_wire.h"
@@ -22,10 +23,18 @@ typedef struct qf_client {
     bool     own_ctx;
     uint64_t next_id;
     const char *endpoint;
+    qf_curve_monitor *mon;       /* CURVE handshakes (NULL without CURVE) */
 } qf_client;
 
-/* Connects to endpoint (tcp:// or inproc://; ctx NULL: own context). */
+/* Connects to endpoint (tcp:// or inproc://; ctx NULL: own context) in plain text: for inproc
+ * and for callers that chose plain TCP themselves (qfleet bench --op fleet on loopback). */
 int  qf_client_open(qf_client *c, const char *endpoint, void *ctx);
+
+/* The same with the command line's security options (qf_curve_client_setup: CURVE keys, or
+ * --insecure for a tcp:// endpoint); `who` names the command in messages. QF_EUSAGE when the
+ * options do not allow this endpoint. */
+int  qf_client_open_secure(qf_client *c, const char *endpoint, void *ctx,
+                           const qf_curve_opts *sec, const char *who);
 void qf_client_close(qf_client *c);
 
 /* Sends req (its id is assigned) and waits up to timeout_ms for the answer, decoded into

@@ -448,6 +448,18 @@ int qf_selector_validate(const char *selector, char *why, size_t why_len)
     return rc;
 }
 
+bool qf_selector_has_term(const char *selector, const char *key, const char *value)
+{
+    assert(selector && key && value);
+    const char *p = selector;
+    int k;
+    char val[QF_JOB_SELECTOR_MAX];
+    while (next_term(&p, &k, val, NULL, 0) == 1)
+        if (strcmp(k_sel_keys[k], key) == 0 && strcmp(val, value) == 0)
+            return true;
+    return false;
+}
+
 /* True if word is one of the space-separated words of list. */
 static bool has_word(const char *list, const char *word)
 {

@@ -119,6 +119,10 @@ typedef struct qf_agent_caps {
  * Used by the coordinator's lease and the agent's own check. */
 bool qf_selector_match(const char *selector, const qf_agent_caps *caps);
 
+/* True if the selector has the term key=value itself (not merely one that caps would match):
+ * how an agent learns that a job asked for a backend ("backend=cuda" runs on the GPU). */
+bool qf_selector_has_term(const char *selector, const char *key, const char *value);
+
 /* Checks a selector's syntax (space-separated key=value terms, known keys, non-empty values).
  * QF_EINVAL with a reason in why. qf_job_spec_validate calls it. */
 int qf_selector_validate(const char *selector, char *why, size_t why_len);

@@ -8,9 +8,13 @@
  * (3 heartbeat intervals) and stale leases, then hands queued jobs to agents with free slots.
  *
  * Nothing from the network can abort the process: a frame that does not decode, or a message
- * that makes no sense from that peer, gets ERROR and a log line naming the peer; after
- * QF_COORD_MAX_BAD bad frames the peer is ignored. Store failures (disk full, locked database)
- * are logged and the message is not acknowledged, so the agent sends it again later.
+ * that makes no sense from that peer, gets ERROR and a log line naming the peer; a peer that
+ * spends its error budget (error_budget bad frames within BAD_WINDOW_S) is ignored for
+ * ignore_s, logged once. Store failures (disk full, locked database) are logged and the message
+ * is not acknowledged, so the agent sends it again later.
+ * Security: on a CURVE socket libzmq asks the ZAP handler (common/curve.c) about every new
+ * connection, so a peer whose key is not enrolled never gets a frame to us; each peer's key
+ * name (the ZAP User-Id) is kept for log lines. A plain TCP bind needs opts.insecure.
  * Called by `qfleet coordinator` and, on an inproc endpoint, by `qfleet run`.
  */
 #include "qf_coordinator.h"
@@ -31,12 +35,18 @@
 #include <getopt.h>
 
 #include "qf_cli_args.h"
+#include "qf_curve.h"
 #include "qf_err.h"
 #include "qf_store.h"
 #include "qf_time.h"
 #include "qf_wire.h"
 
-#define QF_COORD_MAX_BAD  10       /* bad frames before a peer is ignored */
+#define DEFAULT_MAX_AGENTS   4096
+#define DEFAULT_ERROR_BUDGET 10    /* bad frames within BAD_WINDOW_S before a peer is ignored */
+#define DEFAULT_IGNORE_S     60
+#define DEFAULT_MAX_RESULT   ((size_t)4 << 20)
+#define BAD_WINDOW_S         60.0
+#define KEY_NAME_MAX         64
 #define QF_COORD_MAX_RID  256      /* ZeroMQ routing ids are at most 255 bytes */
 #define QF_COORD_MAX_PEERS 100000
 #define BATCH_MAX 1024            /* messages per group commit */
@@ -50,8 +60,11 @@ typedef struct peer {
     uint32_t      slots, running;
     uint64_t      instance;         /* the agent process's random id (HELLO) */
     double        last_seen;        /* monotonic seconds */
-    int           bad_frames;       /* in a row: a good frame resets it */
-    bool          ignored;          /* too many bad frames: no more answers */
+    int           bad_frames;       /* within BAD_WINDOW_S of bad_since */
+    double        bad_since;        /* monotonic: start of the error budget's window */
+    bool          ignored;          /* budget spent: no answers until ignored_until */
+    double        ignored_until;
+    char          key[KEY_NAME_MAX]; /* the enrolled key's name (ZAP User-Id), "" without CURVE */
     uint64_t      idle_epoch;       /* queue_epoch at which the store had nothing for it */
 } peer;
 
@@ -80,6 +93,10 @@ typedef struct coord {
     bool           batching;        /* inside a store batch: hold sends until it commits */
     out_frame     *out;             /* held sends, in order */
     size_t         n_out, cap_out;
+    qf_zap        *zap;             /* the ZAP handler, with CURVE */
+    size_t         frame_len;       /* bytes of the message being handled */
+    uint32_t       max_agents, error_budget, ignore_s;
+    size_t         max_result;
 } coord;
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -97,7 +114,12 @@ static void logf_(const char *fmt, ...)
 static const char *peer_label(const peer *p, char *buf, size_t len)
 {
     if (p->agent_id) {
-        snprintf(buf, len, "agent %s (#%" PRId64 ")", p->caps.name, p->agent_id);
+        snprintf(buf, len, "agent %s (#%" PRId64 "%s%s)", p->caps.name, p->agent_id,
+                 p->key[0] ? ", key " : "", p->key);
+        return buf;
+    }
+    if (p->key[0]) {
+        snprintf(buf, len, "key %s", p->key);
         return buf;
     }
     size_t o = (size_t)snprintf(buf, len, "peer ");
@@ -345,6 +367,19 @@ static void on_hello(coord *c, peer *p, qf_msg *m)
             p = q;
         break;
     }
+    if (!p->agent_id) {
+        uint32_t agents = 0;
+        for (size_t i = 0; i < c->n_peers; i++)
+            agents += c->peers[i].agent_id != 0;
+        if (agents >= c->max_agents) {
+            char why[160];
+            snprintf(why, sizeof why, "the fleet is full: %u agents registered (the "
+                     "coordinator's --max-agents)", agents);
+            logf_("refused agent %s: %s", h->name, why);
+            send_error(c, p, m->id, QF_EBUSY, why);
+            return;
+        }
+    }
     int64_t agent_id = 0;
     int released = 0;
     int err = qf_store_agent_hello(c->store, h->name, h->instance,
@@ -371,7 +406,9 @@ static void on_hello(coord *c, peer *p, qf_msg *m)
     qf_msg w = { .type = QF_MSG_WELCOME, .id = m->id };
     w.u.welcome.agent_id = (uint64_t)agent_id;
     w.u.welcome.heartbeat_ms = c->o->heartbeat_ms;
-    w.u.welcome.max_frame = (uint32_t)c->lim.max_frame;
+    /* the largest RESULT we keep: an agent turns a bigger one into a failed result itself */
+    w.u.welcome.max_frame = (uint32_t)(c->max_result < c->lim.max_frame ? c->max_result
+                                                                        : c->lim.max_frame);
     send_msg(c, p, &w);
     dispatch_to(c, p);
 }
@@ -393,15 +430,26 @@ static void job_finished_here(coord *c, peer *p)
 static void on_result(coord *c, peer *p, qf_msg *m)
 {
     const qf_msg_result *r = &m->u.result;
-    int err = qf_store_complete(c->store, (int64_t)r->job_id, r->attempt, p->agent_id,
-                                &r->result, qf_time_real());
+    const qf_job_result *res = &r->result;
+    qf_job_result over = { .status = QF_JOB_FAILED };
+    if (c->frame_len > c->max_result) {
+        /* kept as a failed attempt (and ACKed), not refused: a refused RESULT would come back
+         * from the agent's spool after every WELCOME, forever */
+        snprintf(over.error, sizeof over.error, "result of %zu bytes is over the coordinator's "
+                 "limit of %zu (--max-result); samples dropped", c->frame_len, c->max_result);
+        char lb[600];
+        logf_("%s: job %" PRIu64 ": %s", peer_label(p, lb, sizeof lb), r->job_id, over.error);
+        res = &over;
+    }
+    int err = qf_store_complete(c->store, (int64_t)r->job_id, r->attempt, p->agent_id, res,
+                                qf_time_real());
     if (err && err != QF_EEXIST) {
         /* not committed: no ACK, the agent keeps the result in its spool and sends it again */
         logf_("cannot store the result of job %" PRIu64 ": %s", r->job_id, qf_strerror(err));
         return;
     }
     send_jobref(c, p, QF_MSG_ACK, m->id, r->job_id, r->attempt);
-    if (err == 0 && r->result.status != QF_JOB_OK)
+    if (err == 0 && res->status != QF_JOB_OK)
         queue_changed(c);       /* a failed attempt may have been requeued */
     job_finished_here(c, p);
 }
@@ -589,10 +637,18 @@ static bool receive_one(coord *c)
         zmq_msg_close(&frame);
         return true;
     }
-    if (p->ignored) {
+    double now = qf_time_mono();
+    if (p->ignored && now < p->ignored_until) {
         zmq_msg_close(&frame);
         return true;
     }
+    p->ignored = false;
+    if (!p->key[0]) {
+        const char *uid = zmq_msg_gets(&frame, "User-Id");   /* NULL without CURVE */
+        if (uid)
+            snprintf(p->key, sizeof p->key, "%s", uid);
+    }
+    c->frame_len = zmq_msg_size(&frame);
     qf_msg m = { 0 };
     char why[300] = "";
     int err = extra ? QF_EPROTO
@@ -603,23 +659,31 @@ static bool receive_one(coord *c)
         snprintf(why, sizeof why, "a message must be one frame");
     if (err) {
         char lb[600];
+        if (now - p->bad_since > BAD_WINDOW_S) {      /* a new window, a full budget */
+            p->bad_frames = 0;
+            p->bad_since = now;
+        }
         p->bad_frames++;
-        logf_("bad frame from %s (%d of %d): %s", peer_label(p, lb, sizeof lb), p->bad_frames,
-              QF_COORD_MAX_BAD, why);
+        logf_("bad frame from %s (%d of %u in %.0f s): %s", peer_label(p, lb, sizeof lb),
+              p->bad_frames, c->error_budget, BAD_WINDOW_S, why);
         send_error(c, p, m.id, err, why);   /* the envelope's id, when it could be read */
-        if (p->bad_frames >= QF_COORD_MAX_BAD) {
-            logf_("%s sent %d bad frames: ignoring it from now on", lb, p->bad_frames);
+        if ((uint32_t)p->bad_frames >= c->error_budget) {
+            logf_("%s sent %d bad frames within %.0f s: ignoring it for %u s", lb,
+                  p->bad_frames, BAD_WINDOW_S, c->ignore_s);
             if (p->agent_id) {
                 int released = 0;
                 qf_store_agent_lost(c->store, p->agent_id, "dropped for bad frames", qf_time_real(),
                                     &released);
+                if (released)
+                    queue_changed(c);
                 p->agent_id = 0;
             }
             p->ignored = true;
+            p->ignored_until = now + c->ignore_s;
+            p->bad_frames = 0;
         }
         return true;
     }
-    p->bad_frames = 0;          /* the budget is for garbage in a row */
     handle(c, p, &m);
     qf_msg_clear(&m);
     return true;
@@ -635,7 +699,8 @@ static void tick(coord *c)
             agent_gone(c, p, "is lost (silent for 3 heartbeat intervals)");
             continue;     /* peer_remove moved another peer into slot i */
         }
-        if (!p->agent_id && mono - p->last_seen > QF_COORD_PEER_IDLE_S) {
+        if (!p->agent_id && mono - p->last_seen > QF_COORD_PEER_IDLE_S &&
+            !(p->ignored && mono < p->ignored_until)) {
             peer_remove(c, p);    /* a client done with us, or an ignored peer gone quiet */
             continue;
         }
@@ -680,6 +745,25 @@ static int open_socket(coord *c, void *ctx)
     zmq_setsockopt(c->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    const qf_coord_opts *o = c->o;
+    if (o->curve_secret || o->allow_dir) {
+        if (!o->curve_secret || !o->allow_dir)
+            return qf_errorf(QF_EUSAGE, "coordinator: --curve-secret FILE and --allow DIR go "
+                             "together (docs/security.md)");
+        if (o->insecure)
+            return qf_errorf(QF_EUSAGE, "coordinator: --insecure and --curve-secret together: "
+                             "choose one");
+        /* the handler must answer before the first connection arrives */
+        int err = qf_zap_start(ctx, o->allow_dir, o->quiet, &c->zap);
+        if (!err)
+            err = qf_curve_server_setup(c->sock, o->curve_secret);
+        if (err)
+            return err;
+    } else if (qf_curve_endpoint_is_remote(o->bind) && !o->insecure) {
+        return qf_errorf(QF_EUSAGE, "coordinator: %s would be plain TCP, readable and forgeable "
+                         "on the network: give --curve-secret FILE --allow DIR (see "
+                         "docs/security.md), or --insecure on a network you trust", o->bind);
+    }
     if (zmq_bind(c->sock, c->o->bind) != 0)
         return qf_errorf(QF_ENET, "coordinator: cannot bind %s: %s", c->o->bind,
                          zmq_strerror(errno));
@@ -699,11 +783,19 @@ int qf_coordinator_run(const qf_coord_opts *o)
     coord c = { .o = o, .lim = qf_wire_default_limits(), .queue_epoch = 1 };
     if (o->max_frame)
         c.lim.max_frame = o->max_frame;
+    if (o->max_run_jobs && o->max_run_jobs < c.lim.max_jobs)
+        c.lim.max_jobs = o->max_run_jobs;
+    c.max_agents = o->max_agents ? o->max_agents : DEFAULT_MAX_AGENTS;
+    c.error_budget = o->error_budget ? o->error_budget : DEFAULT_ERROR_BUDGET;
+    c.ignore_s = o->ignore_s ? o->ignore_s : DEFAULT_IGNORE_S;
+    c.max_result = o->max_result ? o->max_result : DEFAULT_MAX_RESULT;
     c.hb_s = (double)(o->heartbeat_ms ? o->heartbeat_ms : 1000) / 1000.0;
     void *ctx = o->zmq_ctx ? o->zmq_ctx : zmq_ctx_new();
     if (!ctx)
         return qf_errorf(QF_ENET, "coordinator: cannot create a ZeroMQ context");
     int err = qf_store_open(o->db_path, &c.store);
+    if (!err)
+        err = qf_store_set_limits(c.store, o->db_busy_ms, o->max_db_size);
     if (!err)
         err = qf_store_agents_unseen(c.store);
     if (!err)
@@ -743,6 +835,7 @@ int qf_coordinator_run(const qf_coord_opts *o)
     }
     if (c.sock)
         zmq_close(c.sock);
+    qf_zap_stop(&c.zap);        /* after the socket: no handshake can be waiting for it */
     qf_store_close(&c.store);
     flush_out(&c, false);
     free(c.out);
@@ -820,8 +913,7 @@ static void on_signal(int sig)
 
 static void usage(FILE *out)
 {
-    fputs("usage: qfleet coordinator [--bind ENDPOINT] [--db FILE] [--heartbeat-ms N]\n"
-          "                          [--max-frame SIZE] [--endpoint-file FILE]\n"
+    fputs("usage: qfleet coordinator [--bind ENDPOINT] [--db FILE] [security] [limits]\n"
           "\n"
           "Serve the job queue and the results store to a fleet of agents and clients.\n"
           "\n"
@@ -830,10 +922,32 @@ static void usage(FILE *out)
           "  --db FILE             SQLite store, created if absent (default qfleet.db)\n"
           "  --heartbeat-ms N      agents heartbeat this often; silent for 3 intervals = lost\n"
           "                        (default 1000)\n"
-          "  --max-frame SIZE      largest message accepted (default 16M)\n"
           "  --endpoint-file FILE  write the bound endpoint there once listening (for scripts)\n"
-          "  -h, --help            this help\n", out);
+          "  -h, --help            this help\n"
+          "\n"
+          "Security (docs/security.md): a tcp:// bind needs either\n"
+          "  --curve-secret FILE   this coordinator's key pair (qfleet keygen), and\n"
+          "  --allow DIR           one .pub file per enrolled agent or client; others are\n"
+          "                        refused and logged with their key's fingerprint\n"
+          "  --insecure            or: plain TCP, for a network you trust\n"
+          "\n"
+          "Limits (docs/protocol.md):\n"
+          "  --max-frame SIZE      largest message accepted (default 16M)\n"
+          "  --max-result SIZE     largest RESULT kept; bigger ones are recorded as failed\n"
+          "                        (default 4M, at most --max-frame)\n"
+          "  --max-agents N        agents registered at once (default 4096)\n"
+          "  --max-run-jobs N      jobs in one submitted run, 1..100000 (default 100000)\n"
+          "  --error-budget N      bad frames a peer may send within 60 s before it is\n"
+          "                        ignored (default 10)\n"
+          "  --ignore-s N          how long such a peer is ignored, seconds (default 60)\n"
+          "  --max-db-size SIZE    the store takes no new runs or results beyond this size\n"
+          "                        (default: no limit but the disk)\n"
+          "  --db-busy-ms N        wait this long for a database locked by another process\n"
+          "                        (default 5000)\n", out);
 }
+
+enum { OPT_CURVE = 256, OPT_ALLOW, OPT_INSECURE, OPT_MAX_AGENTS, OPT_MAX_RUN_JOBS,
+       OPT_ERROR_BUDGET, OPT_IGNORE_S, OPT_MAX_RESULT, OPT_MAX_DB, OPT_BUSY_MS };
 
 int qf_coordinator_main(int argc, char **argv)
 {
@@ -843,31 +957,75 @@ int qf_coordinator_main(int argc, char **argv)
         { "heartbeat-ms", required_argument, NULL, 'H' },
         { "max-frame", required_argument, NULL, 'm' },
         { "endpoint-file", required_argument, NULL, 'e' },
+        { "curve-secret", required_argument, NULL, OPT_CURVE },
+        { "allow", required_argument, NULL, OPT_ALLOW },
+        { "insecure", no_argument, NULL, OPT_INSECURE },
+        { "max-agents", required_argument, NULL, OPT_MAX_AGENTS },
+        { "max-run-jobs", required_argument, NULL, OPT_MAX_RUN_JOBS },
+        { "error-budget", required_argument, NULL, OPT_ERROR_BUDGET },
+        { "ignore-s", required_argument, NULL, OPT_IGNORE_S },
+        { "max-result", required_argument, NULL, OPT_MAX_RESULT },
+        { "max-db-size", required_argument, NULL, OPT_MAX_DB },
+        { "db-busy-ms", required_argument, NULL, OPT_BUSY_MS },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     qf_coord_opts o = { .bind = "tcp://*:7420", .db_path = "qfleet.db", .heartbeat_ms = 1000,
                         .max_frame = QF_WIRE_DEFAULT_MAX_FRAME, .stop = &g_stop };
     const char *endpoint_file = NULL;
-    int ch;
+    bool max_result_set = false;
+    int ch, rc = 0;
     opterr = 0;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        int64_t v;
-        uint64_t sz;
+    while (rc == 0 && (ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        int64_t v = 0;
+        uint64_t sz = 0;
         switch (ch) {
         case 'b': o.bind = optarg; break;
         case 'd': o.db_path = optarg; break;
         case 'e': endpoint_file = optarg; break;
+        case OPT_CURVE: o.curve_secret = optarg; break;
+        case OPT_ALLOW: o.allow_dir = optarg; break;
+        case OPT_INSECURE: o.insecure = true; break;
         case 'H':
-            if (qf_cli_parse_int("coordinator", "--heartbeat-ms", optarg, 10, 600000, &v))
-                return QF_EXIT_USAGE;
+            rc = qf_cli_parse_int("coordinator", "--heartbeat-ms", optarg, 10, 600000, &v);
             o.heartbeat_ms = (uint32_t)v;
             break;
         case 'm':
-            if (qf_cli_parse_size("coordinator", "--max-frame", optarg, 4096, 1u << 30, &sz))
-                return QF_EXIT_USAGE;
+            rc = qf_cli_parse_size("coordinator", "--max-frame", optarg, 4096, 1u << 30, &sz);
             o.max_frame = (size_t)sz;
+            break;
+        case OPT_MAX_RESULT:
+            rc = qf_cli_parse_size("coordinator", "--max-result", optarg, 4096, 1u << 30, &sz);
+            o.max_result = (size_t)sz;
+            max_result_set = true;
+            break;
+        case OPT_MAX_DB:
+            rc = qf_cli_parse_size("coordinator", "--max-db-size", optarg, 1u << 20,
+                                   (uint64_t)1 << 50, &sz);
+            o.max_db_size = sz;
+            break;
+        case OPT_MAX_AGENTS:
+            rc = qf_cli_parse_int("coordinator", "--max-agents", optarg, 1, QF_COORD_MAX_PEERS,
+                                  &v);
+            o.max_agents = (uint32_t)v;
+            break;
+        case OPT_MAX_RUN_JOBS:
+            rc = qf_cli_parse_int("coordinator", "--max-run-jobs", optarg, 1,
+                                  qf_wire_default_limits().max_jobs, &v);
+            o.max_run_jobs = (uint32_t)v;
+            break;
+        case OPT_ERROR_BUDGET:
+            rc = qf_cli_parse_int("coordinator", "--error-budget", optarg, 1, 1000000, &v);
+            o.error_budget = (uint32_t)v;
+            break;
+        case OPT_IGNORE_S:
+            rc = qf_cli_parse_int("coordinator", "--ignore-s", optarg, 1, 86400 * 7, &v);
+            o.ignore_s = (uint32_t)v;
+            break;
+        case OPT_BUSY_MS:
+            rc = qf_cli_parse_int("coordinator", "--db-busy-ms", optarg, 1, 600000, &v);
+            o.db_busy_ms = (uint32_t)v;
             break;
         case 'h':
             usage(stdout);
@@ -877,11 +1035,20 @@ int qf_coordinator_main(int argc, char **argv)
             return QF_EXIT_USAGE;
         }
     }
+    if (rc)
+        return QF_EXIT_USAGE;
     if (optind < argc) {
         qf_errorf(QF_EUSAGE, "coordinator: unexpected argument '%s' (see qfleet coordinator "
                   "--help)", argv[optind]);
         return QF_EXIT_USAGE;
     }
+    if (max_result_set && o.max_result > o.max_frame) {
+        qf_errorf(QF_EUSAGE, "coordinator: --max-result %zu is over --max-frame %zu: a RESULT "
+                  "cannot be larger than a frame", o.max_result, o.max_frame);
+        return QF_EXIT_USAGE;
+    }
+    if (!max_result_set && o.max_frame < DEFAULT_MAX_RESULT)
+        o.max_result = o.max_frame;
     struct sigaction sa = { .sa_handler = on_signal };
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
@@ -890,5 +1057,5 @@ int qf_coordinator_main(int argc, char **argv)
 
     o.endpoint_file = endpoint_file;
     int err = qf_coordinator_run(&o);
-    return err ? QF_EXIT_FAILURE : QF_EXIT_OK;
+    return err == QF_EUSAGE ? QF_EXIT_USAGE : err ? QF_EXIT_FAILURE : QF_EXIT_OK;
 }

@@ -24,6 +24,21 @@ typedef struct qf_coord_opts {
     volatile sig_atomic_t *ready; /* set to 1 once bound (embedded use) */
     const char *endpoint_file;    /* if set, the bound endpoint is written there once bound */
     bool        quiet;            /* no per-agent / per-run info lines (warnings still print) */
+
+    /* Security (docs/security.md). With curve_secret the socket is a CURVE server and only the
+     * keys in allow_dir get in; without it a remote (tcp://) bind needs insecure. */
+    const char *curve_secret;     /* the coordinator's key pair (qfleet keygen) */
+    const char *allow_dir;        /* one .pub file per enrolled agent or client */
+    bool        insecure;         /* plain TCP on purpose */
+
+    /* Limits (docs/protocol.md, "Limits"); 0 = the default named. */
+    uint32_t    max_agents;       /* agents registered at once; default 4096 */
+    uint32_t    max_run_jobs;     /* jobs in one SUBMIT (one run); default and most 100000 */
+    uint32_t    error_budget;     /* bad frames a peer may send in 60 s; default 10 */
+    uint32_t    ignore_s;         /* then it is ignored this long; default 60 */
+    size_t      max_result;       /* bytes of one RESULT; default 4 MiB (at most max_frame) */
+    uint64_t    max_db_size;      /* bytes the store may grow to; default no limit */
+    uint32_t    db_busy_ms;       /* wait this long for a locked store; default 5000 */
 } qf_coord_opts;
 
 int qf_coordinator_run(const qf_coord_opts *o);

@@ -57,6 +57,12 @@ typedef struct qf_run_progress {
 int  qf_store_open(const char *path, qf_store **out);
 void qf_store_close(qf_store **s);
 
+/* How long a statement waits for another connection's lock before QF_EBUSY (busy_ms; 0: the
+ * default, 5000), and how large the database file may grow (max_bytes, PRAGMA max_page_count;
+ * 0: no limit). A store at its size limit answers QF_EIO "database or disk full" exactly like a
+ * full disk: the transaction is rolled back, the store stays consistent and readable. */
+int qf_store_set_limits(qf_store *s, uint32_t busy_ms, uint64_t max_bytes);
+
 /* Inserts a run and its jobs in one transaction. Each spec must already be validated. */
 int qf_store_submit(qf_store *s, const qf_run_info *run, const qf_job_spec *jobs, size_t n,
                     double now, int64_t *run_id);

@@ -318,10 +318,13 @@ static int db_fail(const qf_store *s, int rc, const char *op)
     const char *msg = sqlite3_errmsg(s->db);
     switch (rc & 0xff) {
     case SQLITE_FULL:
-        return qf_errorf(QF_EIO, "store %s: %s: disk full (%s)", s->path, op, msg);
+        return qf_errorf(QF_EIO, "store %s: %s: database or disk full (%s): free disk space "
+                         "or raise the coordinator's --max-db-size; nothing was half-written",
+                         s->path, op, msg);
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
-        return qf_errorf(QF_EBUSY, "store %s: %s: database is busy (%s)", s->path, op, msg);
+        return qf_errorf(QF_EBUSY, "store %s: %s: database is locked by another process (%s): "
+                         "is a second coordinator or a writer using it?", s->path, op, msg);
     case SQLITE_IOERR:
     case SQLITE_CANTOPEN: {
         int e = sqlite3_system_errno(s->db);   /* the syscall's reason says what to fix */
@@ -570,6 +573,40 @@ int qf_store_open(const char *path, qf_store **out)
         return err;
     }
     *out = s;
+    return 0;
+}
+
+int qf_store_set_limits(qf_store *s, uint32_t busy_ms, uint64_t max_bytes)
+{
+    assert(s);
+    int rc = sqlite3_busy_timeout(s->db, busy_ms ? (int)busy_ms : STORE_BUSY_TIMEOUT_MS);
+    if (rc != SQLITE_OK)
+        return db_fail(s, rc, "set busy timeout");
+    if (!max_bytes)
+        return 0;
+    /* max_page_count counts pages of the main file (the WAL is bounded by checkpoints); SQLite
+     * never sets it below the file's current size, so an over-size store just stops growing */
+    sqlite3_stmt *st = NULL;
+    int64_t page = 0, pages = 0;
+    rc = sqlite3_prepare_v2(s->db, "PRAGMA page_size", -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        page = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (page <= 0)
+        return db_fail(s, rc, "read page_size");
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA max_page_count = %" PRIu64,
+             max_bytes / (uint64_t)page ? max_bytes / (uint64_t)page : 1);
+    rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        pages = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (pages <= 0)
+        return db_fail(s, rc, "set max_page_count");
+    if ((uint64_t)(pages * page) > max_bytes)
+        fprintf(stderr, "qfleet: store %s is already %" PRId64 " bytes, over its limit of %" PRIu64
+                ": it will take no new runs or results until the limit is raised\n", s->path,
+                pages * page, max_bytes);
     return 0;
 }
 

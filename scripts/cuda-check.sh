@@ -96,6 +96,9 @@ echo "== 4x taller"
 $bench --backend cuda --op matvec --format all --rows $((4 * rows)) --cols "$cols" \
     --reps "$reps" --warmup 20 --dist gaussian --threads "$threads" | tee "$out/bench-tall.txt" ||
     status=1
+echo "== matmul, n = 512 (prefill): f16 tensor-core GEMM after an f16 decode of the weights"
+$bench --backend cuda --op matmul --batch 512 --format all --rows "$rows" --cols "$cols" \
+    --reps 50 --warmup 5 --threads "$threads" | tee "$out/bench-matmul.txt" || status=1
 echo "== bench (the table)"
 $bench --backend cuda --op matvec --format all --rows "$rows" --cols "$cols" --reps "$reps" \
     --warmup 20 --threads "$threads" | tee "$out/bench.txt" || status=1

@@ -24,6 +24,10 @@ where MODE picks the behaviour:
   redirect                302 to the rest of the path: /redirect/ok/x -> /ok/x
   loop                    302 to itself, forever
 
+POST (tests/test_report.c, `qfleet report --post`): /ok/NAME answers 200 and keeps the body,
+which GET /posted/NAME returns (404 before); /500/NAME answers 500; /stall/NAME reads the body
+and then sleeps 30 s without answering; anything else is 400.
+
 /count/PATH answers "REQUESTS RANGED" in text: how many requests PATH got and how many of
 them carried a Range header. Counts are per full path, so each test uses its own file name.
 The server exits when its stdin closes (the test holds the other end), so it never outlives
@@ -37,6 +41,7 @@ import threading
 import time
 
 PAYLOAD = b""
+POSTED = {}                             # NAME -> body of the last POST /ok/NAME
 COUNTS = {}
 COUNTS_LOCK = threading.Lock()
 
@@ -115,6 +120,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         parts = self.path.split("/", 2)     # "", MODE, REST
         mode = parts[1] if len(parts) > 1 else ""
         rest = parts[2] if len(parts) > 2 else ""
+        if mode == "posted":
+            with COUNTS_LOCK:
+                body = POSTED.get(rest)
+            if body is None:
+                self.send_body(404, b"", 0)
+            else:
+                self.send_body(200, b"", len(body))
+                self.write(body)
+            return
         if mode == "count":
             with COUNTS_LOCK:
                 n, r = COUNTS.get("/" + rest, (0, 0))
@@ -163,6 +177,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_body(302, b"", 0, [("Location", "/" + rest)])
         elif mode == "loop":
             self.send_body(302, b"", 0, [("Location", self.path)])
+        else:
+            self.send_body(400, b"", 0)
+
+
+    def do_POST(self):
+        parts = self.path.split("/", 2)     # "", MODE, NAME
+        mode = parts[1] if len(parts) > 1 else ""
+        name = parts[2] if len(parts) > 2 else ""
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if mode == "ok":
+            with COUNTS_LOCK:
+                POSTED[name] = body
+            self.send_body(200, b"", 2)
+            self.write(b"ok")
+        elif mode == "500":
+            self.send_body(500, b"", 0)
+        elif mode == "stall":
+            time.sleep(30)
         else:
             self.send_body(400, b"", 0)
 

@@ -5,7 +5,9 @@
  * coordinator's side of docs/protocol.md by hand through the wire codec: HELLO and WELCOME,
  * JOB and ACCEPT/REJECT, RESULT and ACK, and what goes wrong (no ACK, a restart, garbage,
  * silence, "unknown agent"). Jobs are real: the agent forks a child per job. Every wait is
- * bounded (WAIT_MS); a test that hangs fails instead.
+ * bounded (WAIT_MS); a test that hangs fails instead. The agent runs with insecure = true (the
+ * scripted coordinator speaks plain TCP), except in the CURVE test, where the ROUTER is a CURVE
+ * server and the agent uses keys from qf_curve_keygen.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +30,8 @@
 
 #include "qf_agent.h"
 #include "qf_cli_args.h"
+#include "qf_curve.h"
+#include "qf_err.h"
 #include "qf_wire.h"
 
 #define WAIT_MS 15000   /* generous for sanitizer builds; a passing test takes far less */
@@ -223,8 +227,9 @@ static void *agent_main(void *arg)
     return NULL;
 }
 
-static void agent_start(agent_thread *t, const coord *c, const char *spool, int max_jobs,
-                        uint32_t slots)
+/* Options for the agent under test: plain TCP (insecure) unless the test says otherwise. */
+static void agent_init(agent_thread *t, const coord *c, const char *spool, int max_jobs,
+                       uint32_t slots)
 {
     memset(t, 0, sizeof *t);
     t->o.endpoint = c->endpoint;
@@ -235,6 +240,13 @@ static void agent_start(agent_thread *t, const coord *c, const char *spool, int 
     t->o.stop = &t->stop;
     t->o.max_jobs = max_jobs;
     t->o.quiet = true;
+    t->o.insecure = true;
+}
+
+static void agent_start(agent_thread *t, const coord *c, const char *spool, int max_jobs,
+                        uint32_t slots)
+{
+    agent_init(t, c, spool, max_jobs, slots);
     assert_int_equal(pthread_create(&t->tid, NULL, agent_main, t), 0);
 }
 
@@ -558,6 +570,64 @@ static void test_hello_again(void **state)
     assert_int_equal(agent_stop(&fx->a), 0);
 }
 
+/* With CURVE keys the agent's HELLO reaches a CURVE server and the job round trip works as in
+ * plain TCP; with neither keys nor insecure it refuses a tcp:// coordinator (QF_EUSAGE). */
+static void test_curve_and_insecure(void **state)
+{
+    fixture *fx = *state;
+    char base_srv[128], base_agent[128];
+    snprintf(base_srv, sizeof base_srv, "%s/coord", fx->spool);
+    snprintf(base_agent, sizeof base_agent, "%s/agent", fx->spool);
+    qf_curve_keypair srv;
+    assert_int_equal(qf_curve_keygen(base_srv, false, &srv), 0);
+    assert_int_equal(qf_curve_keygen(base_agent, false, NULL), 0);
+
+    /* the scripted coordinator again, as a CURVE server (no ZAP handler: any client key) */
+    coord_close(&fx->c);
+    memset(&fx->c, 0, sizeof fx->c);
+    fx->c.next_id = 1;
+    fx->c.answer_heartbeats = true;
+    fx->c.ctx = zmq_ctx_new();
+    fx->c.router = zmq_socket(fx->c.ctx, ZMQ_ROUTER);
+    int zero = 0, one = 1;
+    zmq_setsockopt(fx->c.router, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(fx->c.router, ZMQ_CURVE_SERVER, &one, sizeof one);
+    zmq_setsockopt(fx->c.router, ZMQ_CURVE_SECRETKEY, srv.secret_z85, QF_CURVE_Z85_LEN);
+    assert_int_equal(zmq_bind(fx->c.router, "tcp://127.0.0.1:*"), 0);
+    size_t len = sizeof fx->c.endpoint;
+    assert_int_equal(zmq_getsockopt(fx->c.router, ZMQ_LAST_ENDPOINT, fx->c.endpoint, &len), 0);
+
+    /* no keys and no insecure: refused before connecting */
+    agent_thread t;
+    agent_init(&t, &fx->c, fx->spool, 1, 1);
+    t.o.insecure = false;
+    assert_int_equal(qf_agent_run(&t.o), QF_EUSAGE);
+
+    char sec[160], pub[160];
+    snprintf(sec, sizeof sec, "%s.secret", base_agent);
+    snprintf(pub, sizeof pub, "%s.pub", base_srv);
+    agent_init(&fx->a, &fx->c, fx->spool, 1, 1);
+    fx->a.o.insecure = false;
+    fx->a.o.curve_secret = sec;
+    fx->a.o.server_key = pub;
+    assert_int_equal(pthread_create(&fx->a.tid, NULL, agent_main, &fx->a), 0);
+    /* nothing else but a CURVE client could have reached this ROUTER */
+    handshake(fx, 1000);
+    qf_job_spec spec = noop_spec();
+    run_job(fx, 9, 1, &spec);
+    send_ack(&fx->c, 9, 1);
+    qf_msg m;
+    expect(&fx->c, QF_MSG_BYE, &m);
+    qf_msg_clear(&m);
+    assert_int_equal(agent_join(&fx->a), 0);
+    unlink(sec);
+    unlink(pub);
+    snprintf(sec, sizeof sec, "%s.secret", base_srv);
+    snprintf(pub, sizeof pub, "%s.pub", base_agent);
+    unlink(sec);
+    unlink(pub);
+}
+
 /* `qfleet agent` refuses bad command lines with exit status 2 before touching the network. */
 static void test_command_line(void **state)
 {
@@ -586,6 +656,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rejects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_result_over_frame_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hello_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_curve_and_insecure, setup, teardown),
         cmocka_unit_test(test_command_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

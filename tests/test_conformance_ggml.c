@@ -24,106 +24,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ggml_ref.h"
+#include "ggml_peer.h"
 #include "qf_formats.h"
 #include "qf_rng.h"
 #include "qf_synth.h"
+#include "test_inputs.h"
 
 #define NCOLS 2048        /* a multiple of every block size (256 for the K-quants) */
-#define NROWS 24
 
-static ggml_ref g_ggml;
-
-/* --- inputs ----------------------------------------------------------------------------------- */
-
-typedef void (*fill_fn)(float *x, int64_t n, qf_rng *r);
-
-static void fill_gaussian(float *x, int64_t n, qf_rng *r)
-{
-    for (int64_t i = 0; i < n; i++)
-        x[i] = (float)qf_rng_normal(r);
-}
-
-static void fill_llm_like(float *x, int64_t n, qf_rng *r)
-{
-    qf_synth_params p = qf_synth_defaults(QF_SYNTH_STUDENT_T, qf_rng_u64(r));
-    int err = qf_synth_fill(&p, x, n / NCOLS, NCOLS);
-    assert_int_equal(err, 0);
-}
-
-static void fill_zero(float *x, int64_t n, qf_rng *r)
-{
-    (void)r;
-    memset(x, 0, (size_t)n * sizeof *x);
-}
-
-/* Each 32-weight block constant, with a different constant per block (also negative, tiny). */
-static void fill_constant_blocks(float *x, int64_t n, qf_rng *r)
-{
-    static const float v[] = { 1.0f, -3.5f, 1e-3f, -65504.0f, 0.0f, 7.0f, -1e-6f, 0.25f };
-    (void)r;
-    for (int64_t i = 0; i < n; i++)
-        x[i] = v[(i / 32) % 8];
-}
-
-/* Gaussian body with one weight per 32 a thousand times larger. */
-static void fill_outlier(float *x, int64_t n, qf_rng *r)
-{
-    fill_gaussian(x, n, r);
-    for (int64_t b = 0; b < n; b += 32)
-        x[b + (int64_t)(qf_rng_u64(r) % 32)] *= (qf_rng_u64(r) & 1) ? 1000.0f : -1000.0f;
-}
-
-/* Subnormal and tiny values: scales underflow in f16. */
-static void fill_subnormal(float *x, int64_t n, qf_rng *r)
-{
-    for (int64_t i = 0; i < n; i++) {
-        double s = (i / 256) % 3 == 0 ? 1e-40 : (i / 256) % 3 == 1 ? 1e-8 : 1e-5;
-        x[i] = (float)(s * qf_rng_normal(r));
-    }
-}
-
-/* The largest finite f16 magnitudes mixed with ordinary values. */
-static void fill_f16_max(float *x, int64_t n, qf_rng *r)
-{
-    for (int64_t i = 0; i < n; i++) {
-        uint64_t u = qf_rng_u64(r) % 8;
-        x[i] = u == 0 ? 65504.0f : u == 1 ? -65504.0f : (float)(1000.0 * qf_rng_normal(r));
-    }
-}
-
-/* Magnitudes spread over 1e-3..1e3 with alternating signs; rows with one sign only. */
-static void fill_mixed_signs(float *x, int64_t n, qf_rng *r)
-{
-    for (int64_t i = 0; i < n; i++) {
-        double mag = pow(10.0, 6.0 * qf_rng_uniform(r) - 3.0);
-        int64_t row = i / NCOLS;
-        double sign = row % 3 == 0 ? 1.0 : row % 3 == 1 ? -1.0 : ((i & 1) ? 1.0 : -1.0);
-        x[i] = (float)(sign * mag);
-    }
-}
-
-/* Uniform rows, each with its own scale from 1e-4 to 1e4. */
-static void fill_row_scales(float *x, int64_t n, qf_rng *r)
-{
-    for (int64_t i = 0; i < n; i++) {
-        double scale = pow(10.0, (double)((i / NCOLS) % 9) - 4.0);
-        x[i] = (float)(scale * (2.0 * qf_rng_uniform(r) - 1.0));
-    }
-}
-
-static const struct { const char *name; fill_fn fill; int64_t rows; } k_cases[] = {
-    { "gaussian",        fill_gaussian,        NROWS * 4 },
-    { "llm-like",        fill_llm_like,        NROWS * 4 },
-    { "zero",            fill_zero,            2 },
-    { "constant-blocks", fill_constant_blocks, 4 },
-    { "outlier",         fill_outlier,         NROWS },
-    { "subnormal",       fill_subnormal,       NROWS },
-    { "f16-max",         fill_f16_max,         NROWS },
-    { "mixed-signs",     fill_mixed_signs,     NROWS },
-    { "row-scales",      fill_row_scales,      NROWS },
-};
-#define NCASES (sizeof k_cases / sizeof k_cases[0])
+static qf_ggml g_ggml;
 
 /* --- helpers ---------------------------------------------------------------------------------- */
 
@@ -147,14 +56,14 @@ static void ggml_quantize(qf_format fmt, int type, const float *x, void *y, int6
     }
     char sym[64];
     snprintf(sym, sizeof sym, "quantize_row_%s_ref", t->name);
-    ggml_ref_from_float q;
-    *(void **)&q = ggml_ref_sym(&g_ggml, sym);
+    qf_ggml_from_float q;
+    *(void **)&q = qf_ggml_sym(&g_ggml, sym);
     if (!q)
         fail_msg("ggml has no %s", sym);
     q(x, y, rows * NCOLS);
 }
 
-static ggml_ref_to_float ggml_dequantizer(qf_format fmt)
+static qf_ggml_to_float ggml_dequantizer(qf_format fmt)
 {
     const char *name = qf_format_get(fmt)->name;
     char sym[64];
@@ -164,12 +73,12 @@ static ggml_ref_to_float ggml_dequantizer(qf_format fmt)
         snprintf(sym, sizeof sym, "ggml_bf16_to_fp32_row");
     else
         snprintf(sym, sizeof sym, "dequantize_row_%s", name);
-    ggml_ref_to_float f;
-    *(void **)&f = ggml_ref_sym(&g_ggml, sym);
+    qf_ggml_to_float f;
+    *(void **)&f = qf_ggml_sym(&g_ggml, sym);
     return f;
 }
 
-static ggml_ref_vec_dot ggml_vec_dot(qf_format fmt)
+static qf_ggml_vec_dot ggml_vec_dot(qf_format fmt)
 {
     const qf_format_traits *t = qf_format_get(fmt);
     char sym[80];
@@ -178,8 +87,8 @@ static ggml_ref_vec_dot ggml_vec_dot(qf_format fmt)
     else
         snprintf(sym, sizeof sym, "ggml_vec_dot_%s_%s_generic", t->name,
                  qf_format_get(t->act)->name);
-    ggml_ref_vec_dot f;
-    *(void **)&f = ggml_ref_sym(&g_ggml, sym);
+    qf_ggml_vec_dot f;
+    *(void **)&f = qf_ggml_sym(&g_ggml, sym);
     if (!f)
         fail_msg("ggml has no %s", sym);
     return f;
@@ -190,7 +99,7 @@ static bool have_ggml(void)
     if (g_ggml.base)
         return true;
     char why[1400];
-    if (ggml_ref_open(&g_ggml, why, sizeof why))
+    if (qf_ggml_open(&g_ggml, NULL, QF_GGML_CPU_BASELINE, why, sizeof why) == 0)
         return true;
     const char *req = getenv("QF_REQUIRE_GGML");
     if (req && strcmp(req, "1") == 0)
@@ -212,7 +121,7 @@ static void test_geometry(void **state)
         const qf_format_traits *t = qf_format_get((qf_format)f);
         if (t->gguf_type < 0)
             continue;
-        int type = ggml_ref_type_by_name(&g_ggml, t->name);
+        int type = qf_ggml_type_by_name(&g_ggml, t->name);
         if (type != t->gguf_type)
             fail_msg("%s: our GGUF type id %d, ggml's %d", t->name, t->gguf_type, type);
         assert_int_equal(g_ggml.blck_size(type), t->blck);
@@ -229,21 +138,21 @@ static bool check_format(qf_format fmt)
 {
     bool ok = true;
     const qf_format_traits *t = qf_format_get(fmt);
-    int type = ggml_ref_type_by_name(&g_ggml, t->name);
+    int type = qf_ggml_type_by_name(&g_ggml, t->name);
     assert_true(type >= 0);
-    ggml_ref_to_float deq = ggml_dequantizer(fmt);
+    qf_ggml_to_float deq = ggml_dequantizer(fmt);
     size_t rs = qf_format_row_size(fmt, NCOLS);
     int64_t blocks = 0, dots = 0, dots_exact = 0;
     double worst_dot = 0.0;
     qf_rng rng;
     qf_rng_seed(&rng, 0x5eed0000u + (uint64_t)fmt);
 
-    for (size_t c = 0; c < NCASES; c++) {
-        int64_t rows = k_cases[c].rows, n = rows * NCOLS;
+    for (size_t c = 0; c < qf_test_ncases; c++) {
+        int64_t rows = qf_test_cases[c].rows, n = rows * NCOLS;
         float *x = xmalloc((size_t)n * sizeof *x);
         uint8_t *ours = xmalloc(rs * (size_t)rows), *theirs = xmalloc(rs * (size_t)rows);
         float *d_ours = xmalloc((size_t)n * sizeof *x), *d_theirs = xmalloc((size_t)n * sizeof *x);
-        k_cases[c].fill(x, n, &rng);
+        qf_test_cases[c].fill(x, rows, NCOLS, &rng);
         /* Poison ours: every byte must be written. ggml's q8_K leaves bsums unwritten for an
          * all-zero block (d = 0 makes them irrelevant), so its buffer starts zeroed there and
          * ours must then write those zeros itself. */
@@ -257,7 +166,7 @@ static bool check_format(qf_format fmt)
                 size_t row = i / rs, in_row = i % rs;
                 size_t blk_bytes = t->blck ? t->type_size : rs;
                 printf("MISMATCH %s, case %s: byte %zu differs (row %zu, block %zu, byte %zu of "
-                       "the block): ours 0x%02x, ggml 0x%02x\n", t->name, k_cases[c].name, i, row,
+                       "the block): ours 0x%02x, ggml 0x%02x\n", t->name, qf_test_cases[c].name, i, row,
                        in_row / blk_bytes, in_row % blk_bytes, ours[i], theirs[i]);
                 ok = false;
                 break;
@@ -271,7 +180,7 @@ static bool check_format(qf_format fmt)
             for (int64_t i = 0; i < n; i++) {
                 if (memcmp(&d_ours[i], &d_theirs[i], sizeof(float)) != 0) {
                     printf("MISMATCH %s, case %s: dequantized weight %" PRId64 " differs: ours "
-                           "%.9g, ggml %.9g\n", t->name, k_cases[c].name, i, (double)d_ours[i],
+                           "%.9g, ggml %.9g\n", t->name, qf_test_cases[c].name, i, (double)d_ours[i],
                            (double)d_theirs[i]);
                     ok = false;
                     break;
@@ -280,11 +189,11 @@ static bool check_format(qf_format fmt)
         }
 
         if (t->vec_dot_ref) {
-            ggml_ref_vec_dot vd = ggml_vec_dot(fmt);
+            qf_ggml_vec_dot vd = ggml_vec_dot(fmt);
             const qf_format_traits *a = qf_format_get(t->act);
             void *act = xmalloc(qf_format_row_size(t->act, NCOLS));
             float *xa = xmalloc(NCOLS * sizeof *xa), *da = xmalloc(NCOLS * sizeof *da);
-            fill_gaussian(xa, NCOLS, &rng);
+            qf_test_fill_gaussian(xa, 1, NCOLS, &rng);
             a->quantize_ref(xa, act, NCOLS);
             a->dequantize(act, da, NCOLS);
             for (int64_t r = 0; r < rows; r++) {
@@ -298,7 +207,7 @@ static bool check_format(qf_format fmt)
                 double rel = mag > 0 ? diff / mag : diff;
                 if (!(rel <= 1e-5) && ok) {
                     printf("MISMATCH %s, case %s, row %" PRId64 ": vec_dot ours %.9g, ggml %.9g "
-                           "(difference %.3g of sum|w*a| %.6g)\n", t->name, k_cases[c].name, r,
+                           "(difference %.3g of sum|w*a| %.6g)\n", t->name, qf_test_cases[c].name, r,
                            (double)s_ours, (double)s_theirs, diff, mag);
                     ok = false;
                 }
@@ -319,7 +228,7 @@ static bool check_format(qf_format fmt)
     if (!ok)
         return false;
     printf("%-7s quantize byte-exact on %" PRId64 " blocks in %zu cases; dequantize %s",
-           t->name, blocks, NCASES, deq ? "bit-exact" : "(ggml exports no dequantizer)");
+           t->name, blocks, qf_test_ncases, deq ? "bit-exact" : "(ggml exports no dequantizer)");
     if (t->vec_dot_ref)
         printf("; vec_dot %" PRId64 "/%" PRId64 " exact, worst %.2g of sum|w*a|",
                dots_exact, dots, worst_dot);

@@ -46,6 +46,7 @@
 #define NMSE_VS_EXACT  1e-3
 #define ROW_VS_REF     1e-5     /* of sum_c |w_rc x_c| */
 #define NMSE_MIN_ROWS  7
+#define NMSE_MATMUL    1e-5     /* f16 inputs: ~2^-11 relative per weight and activation */
 
 typedef struct shape {
     int64_t rows, cols;
@@ -287,6 +288,49 @@ static void check_matvec(qf_format fmt, size_t si)
                  "(limit %g)", name, s.rows, s.cols, vs_exact.nmse, NMSE_VS_EXACT);
 }
 
+/* Matmul of n fresh activation rows against the exact product of the reference decode: the
+ * device rounds weights and activations to f16 and accumulates in f32 on the tensor cores. */
+static void check_matmul(qf_format fmt, size_t si, int64_t n)
+{
+    const shape s = k_shapes[si];
+    const char *name = qf_format_get(fmt)->name;
+    check_bufs b;
+    prepare(fmt, si, 4, &b);
+    const size_t nx = (size_t)n * (size_t)s.cols, ny = (size_t)n * (size_t)s.rows;
+    b.x = malloc(nx * sizeof(float));
+    b.got = malloc(ny * sizeof(float));
+    b.yref = malloc(ny * sizeof(float));
+    assert_non_null(b.x);
+    assert_non_null(b.got);
+    assert_non_null(b.yref);
+    fill_acts(b.x, (int64_t)nx, salt_of(fmt, si, 5) + (uint64_t)n);
+    qf_cuda_gemm *g = NULL;
+    CUDA_OK(qf_cuda_gemm_new(b.d_w, n, &g));
+    CUDA_OK(qf_cuda_alloc(nx * sizeof(float), &b.d_x));
+    CUDA_OK(qf_cuda_upload(b.d_x, b.x, nx * sizeof(float)));
+    CUDA_OK(qf_cuda_alloc(ny * sizeof(float), &b.d_out));
+    CUDA_OK(qf_cuda_poison(b.d_out, ny * sizeof(float)));
+    CUDA_OK(qf_cuda_matmul(g, (const float *)b.d_x, n, (float *)b.d_out));
+    CUDA_OK(qf_cuda_sync());
+    CUDA_OK(qf_cuda_download(b.got, b.d_out, ny * sizeof(float)));
+    qf_cuda_gemm_destroy(&g);
+    assert_null(g);
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t r = 0; r < s.rows; r++) {
+            double acc = 0;
+            for (int64_t c = 0; c < s.cols; c++)
+                acc += (double)b.deq[r * s.cols + c] * (double)b.x[j * s.cols + c];
+            b.yref[j * s.rows + r] = (float)acc;
+        }
+    qf_tensor_metrics m;
+    qf_metrics_compute(b.yref, b.got, (int64_t)ny, 0, &m);
+    bufs_free(&b);
+    if (!(m.nmse <= NMSE_MATMUL))
+        fail_msg("matmul %s %" PRId64 "x%" PRId64 ", n = %" PRId64 ": NMSE %g against the "
+                 "exact product of the reference decode (limit %g)", name, s.rows, s.cols, n,
+                 m.nmse, NMSE_MATMUL);
+}
+
 /* ---- tests ------------------------------------------------------------------------------- */
 
 static void test_dequantize_exact(void **state)
@@ -308,6 +352,18 @@ static void test_matvec_nmse(void **state)
     for (size_t si = 0; si < NSHAPES; si++)
         for (int i = 0; i < n; i++)
             check_matvec(fmts[i], si);
+}
+
+static void test_matmul_nmse(void **state)
+{
+    (void)state;
+    qf_format fmts[QF_FMT_COUNT];
+    int n = cuda_formats(fmts);
+    static const int64_t batches[] = { 1, 7, 64 };
+    for (size_t si = 0; si + 1 < NSHAPES; si++)    /* the 4096 x 14336 shape: by the bench */
+        for (int i = 0; i < n; i++)
+            for (size_t k = 0; k < sizeof batches / sizeof batches[0]; k++)
+                check_matmul(fmts[i], si, batches[k]);
 }
 
 static void test_rejects(void **state)
@@ -409,6 +465,7 @@ int main(void)
         cmocka_unit_test(test_timer_and_copy),
         cmocka_unit_test(test_dequantize_exact),
         cmocka_unit_test(test_matvec_nmse),
+        cmocka_unit_test(test_matmul_nmse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

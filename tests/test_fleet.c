@@ -8,6 +8,11 @@
  * from a raw ZeroMQ socket, and a job that overruns its time limit. Every wait is bounded; every
  * process is killed and reaped at the end of its test, and the temporary folder removed.
  * The binary comes from QF_BINARY (set by CMake); heartbeats are 200 ms to keep it quick.
+ * A fleet runs either on plain TCP (--insecure everywhere) or with CURVE: `qfleet keygen` makes
+ * a key pair for the coordinator, the client and each agent, and every agent's and the client's
+ * .pub is enrolled in the coordinator's --allow folder, as docs/security.md tells an operator.
+ * The coordinator's limits (--max-agents, --max-run-jobs, --error-budget, --max-result) are
+ * met by raw DEALER sockets speaking through the wire codec.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +33,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "qf_curve.h"
 #include "qf_rng.h"
 #include "qf_wire.h"
 
@@ -42,6 +48,11 @@ typedef struct fleet {
     pid_t agents[MAX_PROCS];
     char  agent_names[MAX_PROCS][32];
     int   n_agents;
+    bool  curve;               /* CURVE keys (else --insecure) */
+    char  keys[300];           /* DIR/keys: NAME.secret, NAME.pub */
+    char  allow[300];          /* DIR/allow: the enrolled .pub files */
+    char  coord_secret[340], coord_pub[340], client_secret[340];
+    const char *coord_extra[16]; /* more coordinator options, NULL-terminated */
 } fleet;
 
 static double mono_s(void)
@@ -97,14 +108,57 @@ static void stop_pid(pid_t *pid, int sig)
     *pid = 0;
 }
 
+/* `qfleet keygen DIR/keys/NAME`; enrolled: its .pub copied into DIR/allow. */
+static void make_key(const fleet *f, const char *name, bool enrolled)
+{
+    char base[340];
+    snprintf(base, sizeof base, "%s/%s", f->keys, name);
+    char *argv[] = { QF_BINARY, "keygen", base, NULL };
+    assert_int_equal(run_cmd(f, argv, 30.0), 0);
+    if (enrolled) {
+        char from[360], to[360];
+        snprintf(from, sizeof from, "%s.pub", base);
+        snprintf(to, sizeof to, "%s/%s.pub", f->allow, name);
+        assert_int_equal(link(from, to), 0);
+    }
+}
+
+/* Appends the security options of this fleet (CURVE with key NAME, or --insecure). */
+static int add_security(const fleet *f, char **argv, int n, const char *key_name, char *buf,
+                        size_t len)
+{
+    if (!f->curve) {
+        argv[n++] = "--insecure";
+        return n;
+    }
+    snprintf(buf, len, "%s/%s.secret", f->keys, key_name);
+    argv[n++] = "--curve-secret";
+    argv[n++] = buf;
+    argv[n++] = "--server-key";
+    argv[n++] = (char *)f->coord_pub;
+    return n;
+}
+
 static void start_coordinator(fleet *f, const char *bind)
 {
     char ep_file[320];
     snprintf(ep_file, sizeof ep_file, "%s/endpoint", f->dir);
     unlink(ep_file);
-    char *argv[] = { QF_BINARY, "coordinator", "--bind", (char *)bind, "--db", f->db,
-                     "--heartbeat-ms", HB_MS, "--max-frame", "64K", "--endpoint-file", ep_file,
-                     NULL };
+    char *argv[40] = { QF_BINARY, "coordinator", "--bind", (char *)bind, "--db", f->db,
+                       "--heartbeat-ms", HB_MS, "--max-frame", "64K", "--endpoint-file",
+                       ep_file };
+    int n = 12;
+    if (f->curve) {
+        argv[n++] = "--curve-secret";
+        argv[n++] = f->coord_secret;
+        argv[n++] = "--allow";
+        argv[n++] = f->allow;
+    } else {
+        argv[n++] = "--insecure";
+    }
+    for (int i = 0; f->coord_extra[i]; i++)
+        argv[n++] = (char *)f->coord_extra[i];
+    argv[n] = NULL;
     f->coord = spawn(f, argv);
     double end = mono_s() + 10.0;
     FILE *fp = NULL;
@@ -126,23 +180,52 @@ static void start_agent(fleet *f, const char *name, const char *slots)
     snprintf(f->agent_names[i], sizeof f->agent_names[i], "%s", name);
     /* one spool per process (a spool is locked by its agent), even for a repeated name */
     snprintf(spool, sizeof spool, "%s/spool-%s-%d", f->dir, name, i);
-    char *argv[] = { QF_BINARY, "agent", "--connect", f->endpoint, "--name", (char *)name,
-                     "--slots", (char *)slots, "--heartbeat-ms", HB_MS, "--spool", spool, NULL };
+    char *argv[20] = { QF_BINARY, "agent", "--connect", f->endpoint, "--name", (char *)name,
+                       "--slots", (char *)slots, "--heartbeat-ms", HB_MS, "--spool", spool };
+    char key[360];
+    struct stat st;
+    snprintf(key, sizeof key, "%s/%s.secret", f->keys, name);
+    if (f->curve && stat(key, &st) != 0)
+        make_key(f, name, true);     /* a new machine: enrolled as docs/security.md says */
+    argv[add_security(f, argv, 12, name, key, sizeof key)] = NULL;
     f->agents[i] = spawn(f, argv);
 }
 
-static void fleet_up(fleet *f, int n_agents)
+/* The fleet's folder and, with CURVE, the coordinator's and the client's keys. */
+static void fleet_init(fleet *f, bool curve)
 {
     memset(f, 0, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "/tmp/qf-fleet-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->db, sizeof f->db, "%s/q.db", f->dir);
+    f->curve = curve;
+    if (!curve)
+        return;
+    snprintf(f->keys, sizeof f->keys, "%s/keys", f->dir);
+    snprintf(f->allow, sizeof f->allow, "%s/allow", f->dir);
+    assert_int_equal(mkdir(f->keys, 0700), 0);
+    assert_int_equal(mkdir(f->allow, 0755), 0);
+    make_key(f, "coordinator", false);
+    make_key(f, "client", true);
+    snprintf(f->coord_secret, sizeof f->coord_secret, "%s/coordinator.secret", f->keys);
+    snprintf(f->coord_pub, sizeof f->coord_pub, "%s/coordinator.pub", f->keys);
+    snprintf(f->client_secret, sizeof f->client_secret, "%s/client.secret", f->keys);
+}
+
+static void fleet_start(fleet *f, int n_agents)
+{
     start_coordinator(f, "tcp://127.0.0.1:*");
     for (int i = 0; i < n_agents; i++) {
         char name[32];
         snprintf(name, sizeof name, "agent-%d", i);
         start_agent(f, name, "1");
     }
+}
+
+static void fleet_up(fleet *f, int n_agents)
+{
+    fleet_init(f, false);
+    fleet_start(f, n_agents);
 }
 
 static void fleet_down(fleet *f)
@@ -210,13 +293,24 @@ static void assert_all_done_once(const fleet *f, int64_t expected_jobs)
                                "WHERE r.status != 'ok' OR r.attempt != j.attempt"), 0);
 }
 
+/* `qfleet submit` as the fleet's client (key "client" with CURVE). */
+static int submit_as(const fleet *f, const char *suite_path, int wait, const char *key)
+{
+    char *argv[20] = { QF_BINARY, "submit", (char *)suite_path, "--to", (char *)f->endpoint };
+    int n = 5;
+    if (wait) {
+        argv[n++] = "--wait";
+        argv[n++] = "--timeout";
+        argv[n++] = "120";
+    }
+    char buf[360];
+    argv[add_security(f, argv, n, key, buf, sizeof buf)] = NULL;
+    return run_cmd(f, argv, 150.0);
+}
+
 static int submit(const fleet *f, const char *suite_path, int wait)
 {
-    char *argv_wait[] = { QF_BINARY, "submit", (char *)suite_path, "--to", (char *)f->endpoint,
-                          "--wait", "--timeout", "120", NULL };
-    char *argv_nowait[] = { QF_BINARY, "submit", (char *)suite_path, "--to",
-                            (char *)f->endpoint, NULL };
-    return run_cmd(f, wait ? argv_wait : argv_nowait, 150.0);
+    return submit_as(f, suite_path, wait, "client");
 }
 
 static const char k_small_suite[] =
@@ -230,11 +324,13 @@ static const char k_small_suite[] =
 
 /* --- tests --------------------------------------------------------------------------------- */
 
+/* With CURVE: every key enrolled, the whole suite runs as on plain TCP. */
 static void test_suite_completes_on_three_agents(void **state)
 {
     (void)state;
     fleet f;
-    fleet_up(&f, 3);
+    fleet_init(&f, true);
+    fleet_start(&f, 3);
     char suite[400];
     write_suite(&f, "small", k_small_suite, suite, sizeof suite);
     assert_int_equal(submit(&f, suite, 1), 0);
@@ -287,7 +383,8 @@ static void test_coordinator_killed_and_restarted(void **state)
 {
     (void)state;
     fleet f;
-    fleet_up(&f, 2);
+    fleet_init(&f, true);      /* agents redo the CURVE handshake with the new process */
+    fleet_start(&f, 2);
     char suite[400];
     write_suite(&f, "slow", k_slow_suite, suite, sizeof suite);
     assert_int_equal(submit(&f, suite, 0), 0);
@@ -428,6 +525,215 @@ static void test_second_agent_with_same_name_refused(void **state)
     fleet_down(&f);
 }
 
+static char *read_log(const fleet *f)
+{
+    char path[320];
+    snprintf(path, sizeof path, "%s/log", f->dir);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+    buf[n] = 0;
+    return buf;
+}
+
+/* An agent and a client whose keys are not enrolled: the agent never registers (the refusal is
+ * logged with its key's fingerprint), the client's submit fails at once saying why, nothing of
+ * theirs is stored, and the enrolled fleet works meanwhile. Enrolling the agent's key then lets
+ * it in without restarting anything. */
+static void test_unknown_keys_refused(void **state)
+{
+    (void)state;
+    fleet f;
+    fleet_init(&f, true);
+    fleet_start(&f, 1);                              /* agent-0, enrolled */
+    make_key(&f, "intruder", false);
+    make_key(&f, "stranger", false);
+    start_agent(&f, "intruder", "1");
+    char suite[400];
+    write_suite(&f, "small", k_small_suite, suite, sizeof suite);
+    double t0 = mono_s();
+    assert_int_equal(submit_as(&f, suite, 0, "stranger"), 1);
+    double took = mono_s() - t0;
+    if (took > 8.0)
+        fail_msg("a refused client took %.1f s to give up; the handshake monitor should tell "
+                 "it at once", took);
+    assert_int_equal(submit(&f, suite, 1), 0);
+    assert_all_done_once(&f, 10);
+    assert_int_equal(db_int(&f, "SELECT count(*) FROM runs"), 1);
+    assert_int_equal(db_int(&f, "SELECT count(*) FROM agents WHERE name = 'intruder'"), 0);
+
+    char pub[360], z85[QF_CURVE_Z85_LEN + 1], fp[QF_CURVE_FP_SIZE];
+    snprintf(pub, sizeof pub, "%s/intruder.pub", f.keys);
+    assert_int_equal(qf_curve_read_public(pub, z85), 0);
+    assert_int_equal(qf_curve_fingerprint_z85(z85, fp), 0);
+    const char *log = read_log(&f);
+    if (!strstr(log, fp))
+        fail_msg("the intruder's key %s is not in the coordinator's log (see %s/log)", fp, f.dir);
+    if (!strstr(log, "refused this machine's CURVE key"))
+        fail_msg("neither the agent nor the client said why it was refused (see %s/log)", f.dir);
+
+    /* enrolled while everything runs: the waiting agent gets in */
+    char to[360];
+    snprintf(to, sizeof to, "%s/intruder.pub", f.allow);
+    assert_int_equal(link(pub, to), 0);
+    double end = mono_s() + 20.0;
+    while (db_int(&f, "SELECT count(*) FROM agents WHERE name = 'intruder'") != 1) {
+        if (mono_s() > end)
+            fail_msg("the newly enrolled agent did not register within 20 s (see %s/log)", f.dir);
+        usleep(50000);
+    }
+    fleet_down(&f);
+}
+
+/* A raw DEALER speaking the protocol by hand (plain TCP). */
+static void *raw_peer(void *ctx, const fleet *f)
+{
+    void *sock = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    assert_int_equal(zmq_connect(sock, f->endpoint), 0);
+    return sock;
+}
+
+static void raw_send(void *sock, qf_msg *m)
+{
+    void *buf;
+    size_t len;
+    assert_int_equal(qf_wire_encode(m, &buf, &len), 0);
+    assert_int_equal(zmq_send(sock, buf, len, 0), (int)len);
+    free(buf);
+}
+
+/* The next message within ms (skipping HEARTBEATs), false if none. */
+static bool raw_recv(void *sock, qf_msg *m, int ms)
+{
+    double end = mono_s() + ms / 1000.0;
+    for (;;) {
+        long left = (long)((end - mono_s()) * 1000.0);
+        zmq_pollitem_t it = { .socket = sock, .events = ZMQ_POLLIN };
+        if (left <= 0 || zmq_poll(&it, 1, left) != 1)
+            return false;
+        zmq_msg_t fr;
+        zmq_msg_init(&fr);
+        assert_true(zmq_msg_recv(&fr, sock, 0) >= 0);
+        qf_wire_limits lim = qf_wire_default_limits();
+        char why[300];
+        int err = qf_wire_decode(zmq_msg_data(&fr), zmq_msg_size(&fr), &lim, m, why, sizeof why);
+        zmq_msg_close(&fr);
+        if (err)
+            fail_msg("an answer that does not decode: %s", why);
+        if (m->type != QF_MSG_HEARTBEAT)
+            return true;
+        qf_msg_clear(m);
+    }
+}
+
+static void raw_hello(void *sock, const char *name)
+{
+    qf_msg m = { .type = QF_MSG_HELLO, .id = 1 };
+    snprintf(m.u.hello.name, sizeof m.u.hello.name, "%s", name);
+    m.u.hello.instance = 5;
+    m.u.hello.slots = 1;
+    snprintf(m.u.hello.isa, sizeof m.u.hello.isa, "avx2");
+    m.u.hello.fingerprint = "{}";
+    raw_send(sock, &m);
+}
+
+/* Each of the coordinator's limits, met from outside: a second agent past --max-agents, a run
+ * past --max-run-jobs, a RESULT past --max-result (kept as a failed attempt and ACKed), and a
+ * peer past its --error-budget (ignored for --ignore-s, then answered again). */
+static void test_limits(void **state)
+{
+    (void)state;
+    fleet f;
+    fleet_init(&f, false);
+    static const char *extra[] = { "--heartbeat-ms", "5000", "--max-agents", "1",
+                                   "--max-run-jobs", "4", "--error-budget", "3", "--ignore-s",
+                                   "1", "--max-result", "8K", NULL };
+    memcpy(f.coord_extra, extra, sizeof extra);
+    fleet_start(&f, 0);
+    void *ctx = zmq_ctx_new();
+    qf_msg m;
+
+    void *a1 = raw_peer(ctx, &f), *a2 = raw_peer(ctx, &f);
+    raw_hello(a1, "raw-1");
+    assert_true(raw_recv(a1, &m, 5000));
+    assert_int_equal(m.type, QF_MSG_WELCOME);
+    assert_int_equal(m.u.welcome.max_frame, 8192);       /* --max-result, told to the agent */
+    qf_msg_clear(&m);
+    raw_hello(a2, "raw-2");
+    assert_true(raw_recv(a2, &m, 5000));
+    assert_int_equal(m.type, QF_MSG_ERROR);
+    assert_string_equal(m.u.error.code, "QF_EBUSY");
+    qf_msg_clear(&m);
+    assert_int_equal(db_int(&f, "SELECT count(*) FROM agents"), 1);
+
+    char big[400], two[400];
+    write_suite(&f, "big", k_small_suite, big, sizeof big);          /* 10 jobs */
+    write_suite(&f, "two", "datasets: [synth:gaussian]\nformats: [q8_0, q4_0]\n"
+                "ops: [quantize]\nshapes: [[32, 256]]\nmax_attempts: 1\n", two, sizeof two);
+    assert_int_equal(submit(&f, big, 0), 1);
+    assert_int_equal(db_int(&f, "SELECT count(*) FROM runs"), 0);
+    assert_true(strstr(read_log(&f), "QF_ETOOBIG") != NULL);
+    assert_int_equal(submit(&f, two, 0), 0);
+
+    /* the job comes to raw-1, whose RESULT is too big: ACKed, recorded as a failure */
+    assert_true(raw_recv(a1, &m, 5000));
+    assert_int_equal(m.type, QF_MSG_JOB);
+    uint64_t job_id = m.u.job.job_id;
+    uint32_t attempt = m.u.job.attempt;
+    qf_msg_clear(&m);
+    enum { N = 2000 };                                      /* ~18 KB of samples */
+    double *samples = calloc(N, sizeof *samples);
+    assert_non_null(samples);
+    for (int i = 0; i < N; i++)
+        samples[i] = 0.001 * (i + 1);
+    qf_msg r = { .type = QF_MSG_RESULT, .id = 9 };
+    r.u.result.job_id = job_id;
+    r.u.result.attempt = attempt;
+    r.u.result.result.status = QF_JOB_OK;
+    r.u.result.result.samples = samples;
+    r.u.result.result.n_samples = N;
+    raw_send(a1, &r);
+    free(samples);
+    do {
+        assert_true(raw_recv(a1, &m, 5000));
+        bool ack = m.type == QF_MSG_ACK;
+        if (ack)
+            assert_int_equal(m.u.jobref.job_id, job_id);
+        qf_msg_clear(&m);
+        if (ack)
+            break;
+    } while (true);
+    assert_int_equal(db_int(&f, "SELECT count(*) FROM results"), 0);
+    assert_int_equal(db_int(&f, "SELECT count(*) FROM attempts WHERE status = 'failed' AND "
+                                "error LIKE '%--max-result%'"), 1);
+
+    /* three bad frames spend the budget: answered, then silence, then answered again */
+    void *b = raw_peer(ctx, &f);
+    for (int i = 0; i < 3; i++)
+        expect_error_reply(b, "\xc1 junk", 6, "junk within the budget");
+    qf_msg st = { .type = QF_MSG_STATUS, .id = 3 };
+    raw_send(b, &st);
+    if (raw_recv(b, &m, 300))
+        fail_msg("an ignored peer got %s", qf_msg_type_name(m.type));
+    usleep(1200 * 1000);
+    raw_send(b, &st);
+    assert_true(raw_recv(b, &m, 5000));
+    assert_int_equal(m.type, QF_MSG_REPLY);
+    qf_msg_clear(&m);
+    const char *log = read_log(&f);
+    assert_non_null(strstr(log, "ignoring it for 1 s"));
+
+    zmq_close(a1);
+    zmq_close(a2);
+    zmq_close(b);
+    zmq_ctx_term(ctx);
+    fleet_down(&f);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -438,6 +744,8 @@ int main(void)
         cmocka_unit_test(test_malformed_frames_get_errors),
         cmocka_unit_test(test_hanging_job_killed_agent_keeps_serving),
         cmocka_unit_test(test_second_agent_with_same_name_refused),
+        cmocka_unit_test(test_unknown_keys_refused),
+        cmocka_unit_test(test_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -33,7 +33,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "ggml_ref.h"
+#include "ggml_peer.h"
 #include "qf_err.h"
 #include "qf_formats.h"
 #include "qf_gguf.h"
@@ -643,7 +643,7 @@ static void test_type_table(void **state)
 
 /* ---- ggml interop ----------------------------------------------------------------------- */
 
-static ggml_ref g_ggml;
+static qf_ggml g_ggml;
 
 struct gguf_init_params_ { bool no_alloc; void **ctx; };
 struct ggml_init_params_ { size_t mem_size; void *mem_buffer; bool no_alloc; };
@@ -699,7 +699,7 @@ static bool have_ggml(void)
     if (g_ggml.base)
         return true;
     char why[1400];
-    if (!ggml_ref_open(&g_ggml, why, sizeof why)) {
+    if (qf_ggml_open(&g_ggml, NULL, QF_GGML_CPU_BASELINE, why, sizeof why) != 0) {
         const char *req = getenv("QF_REQUIRE_GGML");
         if (req && strcmp(req, "1") == 0)
             fail_msg("ggml reference required (QF_REQUIRE_GGML=1) but unavailable: %s", why);
@@ -735,7 +735,7 @@ static bool have_ggml(void)
 #undef S_
     };
     for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
-        void *p = ggml_ref_sym(&g_ggml, syms[i].name);
+        void *p = qf_ggml_sym(&g_ggml, syms[i].name);
         if (!p)
             fail_msg("%s: libggml-base.so has no %s", g_ggml.dir, syms[i].name);
         memcpy((char *)&G + syms[i].off, &p, sizeof p);

@@ -3,7 +3,7 @@
  * A tiny llama checkpoint (tests/make_tiny_llama.py: 2 layers, hidden 256, 4 heads, 2 KV heads,
  * FFN 512, vocab 300, BF16 weights, a byte-level BPE tokenizer) is converted and quantized by
  * the real qfleet binary (QF_BINARY) to each GGUF type, and the output is checked with ggml's
- * prebuilt libraries (tests/ggml_ref.c), not with our reader:
+ * prebuilt libraries (agent/ggml_peer.c), not with our reader:
  *   - ggml's gguf_init_from_file parses it; the llama metadata and tokenizer keys are there
  *     with llama.cpp's names, types and values;
  *   - every tensor's bytes equal ggml_quantize_chunk of the same floats: the checkpoint's values
@@ -42,7 +42,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "ggml_ref.h"
+#include "ggml_peer.h"
 #include "qf_formats.h"
 #include "qf_gguf.h"
 #include "qf_safetensors.h"
@@ -66,7 +66,7 @@ static const uint32_t k_ftypes[] = { 7, 2, 3, 8, 9, 10, 11, 14, 16, 18 };
 static char g_dir[256];            /* temporary folder */
 static char g_model[320];          /* DIR/a/tiny: single-file checkpoint */
 static char g_sharded[320];        /* DIR/b/tiny: the same weights in two shards */
-static ggml_ref g_ggml;
+static qf_ggml g_ggml;
 static bool g_have_ggml;
 static char g_ggml_why[1400];
 
@@ -119,7 +119,7 @@ static bool load_gguf_api(void)
         { (void **)&gg.arr_str, "gguf_get_arr_str" },
     };
     for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
-        void *p = ggml_ref_sym(&g_ggml, syms[i].name);
+        void *p = qf_ggml_sym(&g_ggml, syms[i].name);
         if (!p) {
             snprintf(g_ggml_why, sizeof g_ggml_why, "%s: no symbol %s", g_ggml.dir,
                      syms[i].name);
@@ -403,7 +403,7 @@ static void check_against_ggml(const char *out, const char *type, uint32_t ftype
     assert_int_equal(qf_safetensors_open(g_model, &st), 0);
     expect e[N_TENSORS];
     expected_tensors(e);
-    int qtype = ggml_ref_type_by_name(&g_ggml, type);
+    int qtype = qf_ggml_type_by_name(&g_ggml, type);
     assert_true(qtype >= 0);
     for (int i = 0; i < N_TENSORS; i++) {
         float *x = reference_floats(st, &e[i]);
@@ -740,7 +740,7 @@ static void test_requantize(void **state)
     qf_gguf *src = NULL;
     char why[256];
     assert_int_equal(qf_gguf_open(f16, &src, why, sizeof why), 0);
-    int q4 = ggml_ref_type_by_name(&g_ggml, "q4_0");
+    int q4 = qf_ggml_type_by_name(&g_ggml, "q4_0");
     for (size_t i = 0; i < qf_gguf_tensor_count(src); i++) {
         const qf_gguf_tensor *t = qf_gguf_tensor_at(src, i);
         int64_t n = t->dims[0] * t->dims[1];
@@ -807,7 +807,7 @@ static void test_fallback(void **state)
     char *bytes = slurp(out, &len);
     const char *types[4] = { "q4_K", "q5_0", "f16", "f16" };
     for (int i = 0; i < 4; i++)
-        check_tensor(ctx, bytes, len, shapes[i].name, ggml_ref_type_by_name(&g_ggml, types[i]),
+        check_tensor(ctx, bytes, len, shapes[i].name, qf_ggml_type_by_name(&g_ggml, types[i]),
                      data[i], shapes[i].nrows, shapes[i].ncols);
     free(bytes);
     gg.free_(ctx);
@@ -893,7 +893,8 @@ static int setup(void **state)
         fprintf(stderr, "cannot generate the tiny checkpoint: %s\n", cmd);
         return -1;
     }
-    g_have_ggml = ggml_ref_open(&g_ggml, g_ggml_why, sizeof g_ggml_why) && load_gguf_api();
+    g_have_ggml = qf_ggml_open(&g_ggml, NULL, QF_GGML_CPU_BASELINE, g_ggml_why,
+                               sizeof g_ggml_why) == 0 && load_gguf_api();
     return 0;
 }
 

@@ -849,6 +849,108 @@ static void test_disk_full_rolls_back(void **state)
     expect_progress(f->s, first, 2, 0, 0, 0, 0);
 }
 
+/* PRAGMA integrity_check through a second connection: "ok" or the first problem. */
+static void expect_intact(const char *path)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static int submit_n(qf_store *s, size_t n, int64_t *run_id)
+{
+    qf_job_spec *jobs = calloc(n, sizeof *jobs);
+    assert_non_null(jobs);
+    for (size_t i = 0; i < n; i++)
+        jobs[i] = spec((uint64_t)i + 1000, 0, "");
+    qf_run_info run = { .max_attempts = 1 };
+    snprintf(run.suite, sizeof run.suite, "big");
+    *run_id = -1;
+    int err = qf_store_submit(s, &run, jobs, n, 1.0, run_id);
+    free(jobs);
+    return err;
+}
+
+/* The store at its size limit (qf_store_set_limits, the coordinator's --max-db-size, which is
+ * PRAGMA max_page_count: SQLITE_FULL exactly as a full disk gives it): a SUBMIT that does not
+ * fit is QF_EIO and rolled back whole, alone or inside a batch; what is stored stays intact and
+ * usable, small writes (a result) still go through, and a raised limit takes the SUBMIT. */
+static void test_size_limit_is_disk_full(void **state)
+{
+    fixture *f = *state;
+    qf_agent_caps c = caps("a", "avx2");
+    int64_t a = hello(f->s, &c, 1, 1.0, NULL);
+    int64_t first = submit(f->s, 2, 1, 0, "", 1);
+    int64_t pages = q_int(f->path, "PRAGMA page_count");
+    int64_t page = q_int(f->path, "PRAGMA page_size");
+    assert_true(pages > 0 && page > 0);
+    assert_int_equal(qf_store_set_limits(f->s, 0, (uint64_t)((pages + 8) * page)), 0);
+
+    int64_t run_id;
+    assert_int_equal(submit_n(f->s, 5000, &run_id), QF_EIO);
+    assert_int_equal(run_id, 0);
+    assert_int_equal(q_int(f->path, "SELECT count(*) FROM runs"), 1);
+    assert_int_equal(q_int(f->path, "SELECT count(*) FROM jobs"), 2);
+    expect_intact(f->path);
+
+    /* inside a group commit: the failed operation is rolled back, the batch reports it */
+    assert_int_equal(qf_store_batch_begin(f->s), 0);
+    assert_int_equal(submit_n(f->s, 5000, &run_id), QF_EIO);
+    int committed = qf_store_batch_commit(f->s);
+    assert_true(committed == 0 || committed == QF_EIO);
+    assert_int_equal(q_int(f->path, "SELECT count(*) FROM jobs"), 2);
+    expect_intact(f->path);
+
+    /* the store goes on: a lease and a result fit in what is left */
+    qf_lease l = lease_ok(f->s, a, &c, 2.0);
+    qf_job_result r = ok_result();
+    assert_int_equal(qf_store_complete(f->s, l.job_id, l.attempt, a, &r, 3.0), 0);
+    expect_progress(f->s, first, 1, 0, 1, 0, 0);
+
+    assert_int_equal(qf_store_set_limits(f->s, 0, (uint64_t)1 << 30), 0);
+    assert_int_equal(submit_n(f->s, 5000, &run_id), 0);
+    assert_true(run_id > first);
+    assert_int_equal(q_int(f->path, "SELECT count(*) FROM jobs"), 5002);
+    expect_intact(f->path);
+}
+
+/* Another connection holds the write lock (BEGIN IMMEDIATE, as a second coordinator or a
+ * careless sqlite3 shell would): writes wait the busy timeout, then QF_EBUSY with nothing
+ * written; reads go on (WAL); once the lock is gone everything works again. */
+static void test_locked_database_is_busy(void **state)
+{
+    fixture *f = *state;
+    int64_t first = submit(f->s, 2, 1, 0, "", 1);
+    assert_int_equal(qf_store_set_limits(f->s, 100, 0), 0);
+    sqlite3 *other;
+    assert_int_equal(sqlite3_open(f->path, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t run_id;
+    assert_int_equal(submit_n(f->s, 10, &run_id), QF_EBUSY);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    if (waited < 0.09 || waited > 5.0)
+        fail_msg("waited %.3f s for the lock; the busy timeout is 0.1 s", waited);
+    assert_int_equal(qf_store_batch_begin(f->s), QF_EBUSY);   /* the coordinator's batch too */
+    expect_progress(f->s, first, 2, 0, 0, 0, 0);              /* reads still work */
+
+    assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    assert_int_equal(qf_store_batch_begin(f->s), 0);
+    assert_int_equal(submit_n(f->s, 10, &run_id), 0);
+    assert_int_equal(qf_store_batch_commit(f->s), 0);
+    assert_int_equal(q_int(f->path, "SELECT count(*) FROM jobs"), 12);
+    expect_intact(f->path);
+}
+
 static void test_memory_store(void **state)
 {
     (void)state;
@@ -984,6 +1086,8 @@ int main(void)
         T(test_batch_group_commit),
         T(test_killed_process_keeps_commits),
         T(test_disk_full_rolls_back),
+        T(test_size_limit_is_disk_full),
+        T(test_locked_database_is_busy),
         cmocka_unit_test(test_memory_store),
         T(test_refuses_bad_files),
         T(test_lease_complete_rate),

@@ -12,12 +12,19 @@
  * The activations are quantized once per matvec by a small kernel into 48-byte records per 32
  * values (formats.cuh: act_rec), bit for bit what the C reference quantizers produce.
  * Dequantize is one thread per group; a correctness tool and a building block, not timed.
+ * Matmul (n activation rows, prefill-like) is bound by arithmetic, not by the weight read, so it
+ * runs on the tensor cores: the weights are decoded into an f16 scratch matrix (the same decode
+ * as dequantize, rounded to f16) and the activations rounded to f16, then cuBLAS's GEMM with f32
+ * accumulation. The decode is redone on every call, so the time includes reading the quantized
+ * weights; the scratch costs 2 bytes per weight of device memory (qf_cuda_gemm_bytes).
  *
  * Which format runs which kernels is one table (k_ops) built from the format structs; nothing
  * else here switches on the weight format. All launches go to the legacy default stream.
  */
 #include "cuda_util.h"
 
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,6 +79,18 @@ __global__ void rowhdr_kernel(const uint8_t *__restrict__ aos, size_t row_bytes,
             out[row * 4 + b] = aos[row * row_bytes + b];
 }
 
+/* Group i (of 32 weights; ngroups per row) decoded as the C reference decodes it. */
+template <class F>
+__device__ __forceinline__ void decode_group(const soa &s, int ngroups, int64_t i, float y[32])
+{
+    constexpr int GPB = F::QK / 32;
+    const int64_t row = i / ngroups;
+    const int g = (int)(i % ngroups);
+    typename F::raw r;
+    F::load(s, row * (ngroups / GPB) + g / GPB, g % GPB, r);
+    F::dequant(r, g % GPB, F::row_scale(s, row), y);
+}
+
 template <class F>
 __global__ void __launch_bounds__(256) dequant_kernel(soa s, int ngroups, int64_t total,
                                                       float *__restrict__ out)
@@ -79,13 +98,8 @@ __global__ void __launch_bounds__(256) dequant_kernel(soa s, int ngroups, int64_
     const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (i >= total)
         return;
-    constexpr int GPB = F::QK / 32;
-    const int64_t row = i / ngroups;
-    const int g = (int)(i % ngroups);
-    typename F::raw r;
-    F::load(s, row * (ngroups / GPB) + g / GPB, g % GPB, r);
     float y[32];
-    F::dequant(r, g % GPB, F::row_scale(s, row), y);
+    decode_group<F>(s, ngroups, i, y);
     float4 *o = reinterpret_cast<float4 *>(out + i * 32);
 #pragma unroll
     for (int j = 0; j < 8; j++)
@@ -260,6 +274,7 @@ struct fmt_ops {
                    const field_table &ft, const soa_out &out);
     void (*dequant)(const soa &s, int64_t nrows, int64_t ncols, float *out);
     void (*matvec)(const soa &s, int64_t nrows, int64_t ncols, const act_rec *a, float *y);
+    void (*dequant_h)(const soa &s, int64_t nrows, int64_t ncols, __half *out);
 };
 
 template <class F>
@@ -272,6 +287,47 @@ void launch_repack(const uint8_t *aos, size_t row_bytes, int64_t nrows, int64_t 
     if (F::HDR > 0)
         rowhdr_kernel<<<(unsigned)((nrows + 255) / 256), 256>>>(aos, row_bytes, nrows,
                                                                 out.rowhdr);
+}
+
+/* The same decode into f16, for the matmul's tensor-core GEMM: each float of the reference
+ * decode rounded to nearest f16 (values beyond 65504 become inf; weights never are). */
+template <class F>
+__global__ void __launch_bounds__(256) dequant_h_kernel(soa s, int ngroups, int64_t total,
+                                                        __half *__restrict__ out)
+{
+    const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i >= total)
+        return;
+    float y[32];
+    decode_group<F>(s, ngroups, i, y);
+    __align__(16) __half h[32];
+#pragma unroll
+    for (int j = 0; j < 32; j++)
+        h[j] = __float2half_rn(y[j]);
+    uint4 *o = reinterpret_cast<uint4 *>(out + i * 32);
+    const uint4 *src = reinterpret_cast<const uint4 *>(h);
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+        o[j] = src[j];
+}
+
+__global__ void __launch_bounds__(256) to_half_kernel(const float4 *__restrict__ x, int64_t n4,
+                                                      __half2 *__restrict__ out)
+{
+    const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i >= n4)
+        return;
+    const float4 v = x[i];
+    out[2 * i] = __floats2half2_rn(v.x, v.y);
+    out[2 * i + 1] = __floats2half2_rn(v.z, v.w);
+}
+
+template <class F>
+void launch_dequant_h(const soa &s, int64_t nrows, int64_t ncols, __half *out)
+{
+    const int64_t total = nrows * (ncols / 32);
+    dequant_h_kernel<F><<<(unsigned)((total + 255) / 256), 256>>>(s, (int)(ncols / 32), total,
+                                                                  out);
 }
 
 template <class F>
@@ -303,7 +359,7 @@ constexpr field_table fields_of()
  * fewer for the K-quants, whose groups need more registers (4 blocks per SM cap them at 64). */
 #define QFC_OPS(fmt, F, U) \
     { fmt, F::QK, F::B, F::HDR, fields_of<F>(), launch_repack<F>, launch_dequant<F>, \
-      launch_matvec<F, U> }
+      launch_matvec<F, U>, launch_dequant_h<F> }
 static const fmt_ops k_ops[] = {
     QFC_OPS(QF_FMT_Q8_0, f_q8_0, 2),
     QFC_OPS(QF_FMT_Q4_0, f_q4_0, 4),
@@ -526,6 +582,97 @@ int qf_cuda_matvec(const qf_cuda_weights *w, const float *d_x, qf_cuda_act *scra
 {
     int err = qf_cuda_act_quantize(scratch, w->fmt, d_x, w->cols);
     return err ? err : qf_cuda_matvec_q(w, scratch, d_y);
+}
+
+/* ---- matmul: dequantize into f16, then a tensor-core GEMM ---------------------------------- */
+
+struct qf_cuda_gemm {
+    const qf_cuda_weights *w;
+    int64_t        max_n;
+    __half        *wh;        /* rows x cols, the weights decoded, rewritten by every call */
+    __half        *xh;        /* max_n x cols, the activations rounded to f16 */
+    cublasHandle_t blas;
+};
+
+void qf_cuda_gemm_destroy(qf_cuda_gemm **gp)
+{
+    if (!gp || !*gp)
+        return;
+    qf_cuda_gemm *g = *gp;
+    if (g->blas)
+        cublasDestroy(g->blas);
+    qf_cuda_free((void **)&g->wh);
+    qf_cuda_free((void **)&g->xh);
+    free(g);
+    *gp = NULL;
+}
+
+int qf_cuda_gemm_new(const qf_cuda_weights *w, int64_t max_n, qf_cuda_gemm **out)
+{
+    *out = NULL;
+    if (max_n < 1 || max_n > 65536)
+        return fail_msg(QF_EINVAL, "qf_cuda_gemm_new: %lld activation rows (1..65536)",
+                        (long long)max_n);
+    int err = need_device();
+    if (err)
+        return err;
+    qf_cuda_gemm *g = (qf_cuda_gemm *)calloc(1, sizeof *g);
+    if (!g)
+        return fail_msg(QF_ENOMEM, "qf_cuda_gemm_new: out of host memory");
+    g->w = w;
+    g->max_n = max_n;
+    err = qf_cuda_alloc((size_t)w->rows * (size_t)w->cols * sizeof(__half), (void **)&g->wh);
+    if (!err)
+        err = qf_cuda_alloc((size_t)max_n * (size_t)w->cols * sizeof(__half), (void **)&g->xh);
+    if (!err) {
+        cublasStatus_t st = cublasCreate(&g->blas);
+        if (st != CUBLAS_STATUS_SUCCESS) {
+            g->blas = nullptr;
+            err = fail_msg(st == CUBLAS_STATUS_ALLOC_FAILED ? QF_ENOMEM : QF_EIO,
+                           "cublasCreate: %s", cublasGetStatusString(st));
+        }
+    }
+    if (err) {
+        qf_cuda_gemm_destroy(&g);
+        return err;
+    }
+    *out = g;
+    return 0;
+}
+
+uint64_t qf_cuda_gemm_bytes(const qf_cuda_gemm *g)
+{
+    return ((uint64_t)g->w->rows + (uint64_t)g->max_n) * (uint64_t)g->w->cols * sizeof(__half);
+}
+
+int qf_cuda_matmul(qf_cuda_gemm *g, const float *d_x, int64_t n, float *d_y)
+{
+    int err = need_device();
+    if (err)
+        return err;
+    const qf_cuda_weights *w = g->w;
+    if (n < 1 || n > g->max_n)
+        return fail_msg(QF_EINVAL, "qf_cuda_matmul: %lld activation rows, room for 1..%lld",
+                        (long long)n, (long long)g->max_n);
+    w->ops->dequant_h(w->s, w->rows, w->cols, g->wh);
+    if ((err = check_launch("dequant_h_kernel launch")) != 0)
+        return err;
+    const int64_t n4 = n * w->cols / 4;
+    to_half_kernel<<<(unsigned)((n4 + 255) / 256), 256>>>(
+        reinterpret_cast<const float4 *>(d_x), n4, reinterpret_cast<__half2 *>(g->xh));
+    if ((err = check_launch("to_half_kernel launch")) != 0)
+        return err;
+    /* Column-major view: W (rows x cols, row-major) is a cols x rows matrix, taken transposed;
+     * X (n x cols) is cols x n; Y (n x rows, row-major) is the rows x n result. */
+    const float alpha = 1.0f, beta = 0.0f;
+    cublasStatus_t st = cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, (int)n,
+                                     (int)w->cols, &alpha, g->wh, CUDA_R_16F, (int)w->cols,
+                                     g->xh, CUDA_R_16F, (int)w->cols, &beta, d_y, CUDA_R_32F,
+                                     (int)w->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (st != CUBLAS_STATUS_SUCCESS)
+        return fail_msg(QF_EIO, "cublasGemmEx (%lld x %lld x %lld): %s", (long long)w->rows,
+                        (long long)n, (long long)w->cols, cublasGetStatusString(st));
+    return 0;
 }
 
 } /* extern "C" */

@@ -119,6 +119,23 @@ int qf_cuda_matvec_q(const qf_cuda_weights *w, const qf_cuda_act *a, float *d_y)
 int qf_cuda_matvec(const qf_cuda_weights *w, const float *d_x, qf_cuda_act *scratch,
                    float *d_y);
 
+/* ---- matmul (n activation rows) ---------------------------------------------------------- */
+
+/* Scratch for Y = X W^T with up to max_n (1..65536) activation rows: an f16 copy of W and of X.
+ * w must outlive it. Caller owns *out. */
+typedef struct qf_cuda_gemm qf_cuda_gemm;
+int qf_cuda_gemm_new(const qf_cuda_weights *w, int64_t max_n, qf_cuda_gemm **out);
+/* Frees *g and sets it to NULL. NULL-safe. */
+void qf_cuda_gemm_destroy(qf_cuda_gemm **g);
+/* Device bytes the scratch holds: (rows + max_n) x cols x 2. */
+uint64_t qf_cuda_gemm_bytes(const qf_cuda_gemm *g);
+/* d_y (n x rows floats, row-major) = d_x (n x cols floats, row-major) W^T. W is decoded into
+ * f16 (the reference decode, rounded), X rounded to f16, and multiplied on the tensor cores
+ * with f32 accumulation (cuBLAS): so the result matches the reference product of the decoded
+ * weights to f16 rounding of the inputs (NMSE ~1e-7), not the q8 activation path of matvec.
+ * Asynchronous. */
+int qf_cuda_matmul(qf_cuda_gemm *g, const float *d_x, int64_t n, float *d_y);
+
 /* ---- timing ----------------------------------------------------------------------------- */
 
 /* nmarks CUDA events recorded on the stream, so that the work between two marks is timed on

@@ -1,0 +1,456 @@
+/* llama.c - the llama forward pass on our kernels (see qf_llama.h).
+ *
+ * Data flow of one forward over n tokens, all row-major f32 with one row per token:
+ *   x = embed(tokens)                                  n x n_embd
+ *   per layer: xn = rmsnorm(x) * attn_norm
+ *              q, k, v = xn Wq^T, xn Wk^T, xn Wv^T      (qf_matmul, the tensor's format)
+ *              rope(q, k); k, v -> cache (f16-rounded)
+ *              att = causal softmax(q k^T / sqrt(head_dim)) v, per head, grouped-query
+ *              x += att Wo^T
+ *              xn = rmsnorm(x) * ffn_norm
+ *              x += (silu(xn Wg^T) * (xn Wu^T)) Wd^T
+ *   logits = (rmsnorm(x) * output_norm) Wout^T
+ * The conventions are llama.cpp's for its "llama" architecture: Q and K weights stored permuted
+ * by the converter so that RoPE rotates adjacent pairs (x[2i], x[2i+1]) by pos * base^(-2i/n_rot)
+ * (divided by rope_freqs[i] when the file has that tensor), RMSNorm's mean of squares summed in
+ * double. Hot: the matrix products (kernels) and the attention loops; everything else is O(n d).
+ */
+#include "qf_llama.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qf_err.h"
+#include "qf_matmul.h"
+
+/* A weight matrix: nrows outputs of ncols inputs, in the file's format, in the mapping. */
+typedef struct mat {
+    qf_kernel_set ks;
+    const void   *data;
+    int64_t       nrows, ncols;
+} mat;
+
+typedef struct layer {
+    const float *attn_norm, *ffn_norm;
+    mat wq, wk, wv, wo, wg, wu, wd;
+} layer;
+
+struct qf_llama {
+    qf_gguf         *g;
+    qf_llama_hparams hp;
+    qf_llama_opts    opts;
+    mat              embd, out;       /* out may be the embedding itself (tied) */
+    const float     *out_norm;
+    const float     *rope_freqs;      /* n_rot / 2 factors, or NULL */
+    layer           *layers;
+    uint64_t         weight_bytes, state_bytes;
+    qf_pool         *pool;
+    int64_t          pos;             /* positions in the cache */
+    /* state: the cache and one batch of activations (n_ctx rows at most) */
+    float *k_cache, *v_cache;         /* n_layer x n_ctx x n_embd_kv */
+    float *x, *xn, *q, *k, *v, *att, *gate, *up, *scores;
+    void  *scratch;                   /* qf_matmul's quantized activations */
+};
+
+__attribute__((format(printf, 4, 5)))
+static int fail(int err, char *why, size_t why_len, const char *fmt, ...)
+{
+    if (why && why_len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, why_len, fmt, ap);
+        va_end(ap);
+    }
+    return err;
+}
+
+/* ---- loading ------------------------------------------------------------------------------ */
+
+static int get_dim(const qf_gguf *g, const char *key, int64_t *out, bool required,
+                   int64_t dflt, char *why, size_t why_len)
+{
+    int64_t v;
+    if (qf_gguf_get_int(g, key, &v) != 0) {
+        if (required)
+            return fail(QF_EPARSE, why, why_len, "%s: no integer '%s'", qf_gguf_path(g), key);
+        v = dflt;
+    }
+    if (v < 1 || v > (INT64_C(1) << 24))
+        return fail(QF_EPARSE, why, why_len, "%s: '%s' is %" PRId64 " (1..2^24)",
+                    qf_gguf_path(g), key, v);
+    *out = v;
+    return 0;
+}
+
+static int get_float(const qf_gguf *g, const char *key, float dflt, float *out)
+{
+    float v;
+    *out = qf_gguf_get_f32(g, key, &v) == 0 ? v : dflt;
+    return 0;
+}
+
+/* A tensor of exactly the shape asked (ncols innermost), in a weight format we have. */
+static int find_mat(qf_llama *m, const char *name, int64_t ncols, int64_t nrows, mat *out,
+                    char *why, size_t why_len)
+{
+    const qf_gguf_tensor *t = qf_gguf_find_tensor(m->g, name);
+    if (!t)
+        return fail(QF_EPARSE, why, why_len, "%s: no tensor '%s'", qf_gguf_path(m->g), name);
+    if (t->n_dims != 2 || t->dims[0] != ncols || t->dims[1] != nrows)
+        return fail(QF_EPARSE, why, why_len, "%s: tensor '%s' is %" PRId64 " x %" PRId64
+                    " (%u dims), expected %" PRId64 " x %" PRId64, qf_gguf_path(m->g), name,
+                    t->dims[0], t->dims[1], t->n_dims, ncols, nrows);
+    if (t->format < 0 || !qf_format_get((qf_format)t->format)->weight)
+        return fail(QF_EUNSUP, why, why_len, "%s: tensor '%s' has GGUF type %s, which "
+                    "quantfleet has no kernels for", qf_gguf_path(m->g), name,
+                    qf_gguf_type_get(t->type) ? qf_gguf_type_get(t->type)->name : "?");
+    qf_format fmt = (qf_format)t->format;
+    if (qf_format_check_cols(fmt, ncols) != 0)
+        return fail(QF_EPARSE, why, why_len, "%s: tensor '%s': rows of %" PRId64 " do not fit "
+                    "%s", qf_gguf_path(m->g), name, ncols, qf_format_get(fmt)->name);
+    qf_isa isa = m->opts.force_isa ? m->opts.isa : qf_isa_best();
+    if (qf_kernels_get(isa, fmt, &out->ks) != 0)
+        return fail(QF_EUNSUP, why, why_len, "the %s kernels do not run here", qf_isa_name(isa));
+    out->data = t->data;
+    out->nrows = nrows;
+    out->ncols = ncols;
+    m->weight_bytes += t->size;
+    return 0;
+}
+
+static int find_vec(qf_llama *m, const char *name, int64_t n, const float **out, bool required,
+                    char *why, size_t why_len)
+{
+    const qf_gguf_tensor *t = qf_gguf_find_tensor(m->g, name);
+    *out = NULL;
+    if (!t)
+        return required ? fail(QF_EPARSE, why, why_len, "%s: no tensor '%s'",
+                               qf_gguf_path(m->g), name) : 0;
+    if (t->format != QF_FMT_F32 || t->n_dims != 1 || t->dims[0] != n)
+        return fail(QF_EPARSE, why, why_len, "%s: tensor '%s' must be f32 of %" PRId64
+                    " values", qf_gguf_path(m->g), name, n);
+    *out = t->data;
+    m->weight_bytes += t->size;
+    return 0;
+}
+
+static int read_hparams(qf_llama *m, char *why, size_t why_len)
+{
+    const qf_gguf *g = m->g;
+    const char *arch = NULL;
+    if (qf_gguf_get_str(g, "general.architecture", &arch) != 0)
+        return fail(QF_EPARSE, why, why_len, "%s: no 'general.architecture'", qf_gguf_path(g));
+    if (strcmp(arch, "llama") != 0)
+        return fail(QF_EUNSUP, why, why_len, "%s: architecture '%s' (this engine runs 'llama')",
+                    qf_gguf_path(g), arch);
+    qf_llama_hparams *h = &m->hp;
+    int err;
+    if ((err = get_dim(g, "llama.embedding_length", &h->n_embd, true, 0, why, why_len)) ||
+        (err = get_dim(g, "llama.block_count", &h->n_layer, true, 0, why, why_len)) ||
+        (err = get_dim(g, "llama.feed_forward_length", &h->n_ff, true, 0, why, why_len)) ||
+        (err = get_dim(g, "llama.attention.head_count", &h->n_head, true, 0, why, why_len)) ||
+        (err = get_dim(g, "llama.attention.head_count_kv", &h->n_head_kv, false, h->n_head,
+                       why, why_len)) ||
+        (err = get_dim(g, "llama.context_length", &h->n_ctx_train, false, 2048, why, why_len)))
+        return err;
+    if (h->n_embd % h->n_head != 0 || h->n_head % h->n_head_kv != 0)
+        return fail(QF_EPARSE, why, why_len, "%s: %" PRId64 " heads over an embedding of %"
+                    PRId64 " and %" PRId64 " KV heads do not divide", qf_gguf_path(g),
+                    h->n_head, h->n_embd, h->n_head_kv);
+    h->head_dim = h->n_embd / h->n_head;
+    if ((err = get_dim(g, "llama.rope.dimension_count", &h->n_rot, false, h->head_dim, why,
+                       why_len)))
+        return err;
+    if (h->n_rot > h->head_dim || h->n_rot % 2 != 0)
+        return fail(QF_EPARSE, why, why_len, "%s: rope dimension %" PRId64 " (even, at most "
+                    "the head size %" PRId64 ")", qf_gguf_path(g), h->n_rot, h->head_dim);
+    get_float(g, "llama.attention.layer_norm_rms_epsilon", 1e-5f, &h->rms_eps);
+    get_float(g, "llama.rope.freq_base", 10000.0f, &h->rope_base);
+    const qf_gguf_tensor *emb = qf_gguf_find_tensor(g, "token_embd.weight");
+    if (!emb || emb->n_dims != 2)
+        return fail(QF_EPARSE, why, why_len, "%s: no 2-D tensor 'token_embd.weight'",
+                    qf_gguf_path(g));
+    h->n_vocab = emb->dims[1];
+    return 0;
+}
+
+static int load_tensors(qf_llama *m, char *why, size_t why_len)
+{
+    const qf_llama_hparams *h = &m->hp;
+    const int64_t d = h->n_embd, dkv = h->head_dim * h->n_head_kv;
+    int err;
+    if ((err = find_mat(m, "token_embd.weight", d, h->n_vocab, &m->embd, why, why_len)) ||
+        (err = find_vec(m, "output_norm.weight", d, &m->out_norm, true, why, why_len)) ||
+        (err = find_vec(m, "rope_freqs.weight", h->n_rot / 2, &m->rope_freqs, false, why,
+                        why_len)))
+        return err;
+    if (qf_gguf_find_tensor(m->g, "output.weight")) {
+        if ((err = find_mat(m, "output.weight", d, h->n_vocab, &m->out, why, why_len)))
+            return err;
+    } else {
+        m->out = m->embd;      /* tied embeddings */
+    }
+    m->layers = calloc((size_t)h->n_layer, sizeof *m->layers);
+    if (!m->layers)
+        return fail(QF_ENOMEM, why, why_len, "out of memory for %" PRId64 " layers", h->n_layer);
+    for (int64_t i = 0; i < h->n_layer; i++) {
+        layer *l = &m->layers[i];
+        char n[64];
+#define NAME(s) (snprintf(n, sizeof n, "blk.%" PRId64 "." s, i), n)
+        if ((err = find_vec(m, NAME("attn_norm.weight"), d, &l->attn_norm, true, why, why_len)) ||
+            (err = find_vec(m, NAME("ffn_norm.weight"), d, &l->ffn_norm, true, why, why_len)) ||
+            (err = find_mat(m, NAME("attn_q.weight"), d, d, &l->wq, why, why_len)) ||
+            (err = find_mat(m, NAME("attn_k.weight"), d, dkv, &l->wk, why, why_len)) ||
+            (err = find_mat(m, NAME("attn_v.weight"), d, dkv, &l->wv, why, why_len)) ||
+            (err = find_mat(m, NAME("attn_output.weight"), d, d, &l->wo, why, why_len)) ||
+            (err = find_mat(m, NAME("ffn_gate.weight"), d, h->n_ff, &l->wg, why, why_len)) ||
+            (err = find_mat(m, NAME("ffn_up.weight"), d, h->n_ff, &l->wu, why, why_len)) ||
+            (err = find_mat(m, NAME("ffn_down.weight"), h->n_ff, d, &l->wd, why, why_len)))
+            return err;
+#undef NAME
+    }
+    return 0;
+}
+
+static size_t scratch_for(const mat *w, int64_t n)
+{
+    return qf_matmul_scratch_bytes(&w->ks, n, w->ncols);
+}
+
+static int alloc_state(qf_llama *m, char *why, size_t why_len)
+{
+    const qf_llama_hparams *h = &m->hp;
+    const size_t n = (size_t)m->opts.n_ctx, d = (size_t)h->n_embd;
+    const size_t dkv = (size_t)(h->head_dim * h->n_head_kv), ff = (size_t)h->n_ff;
+    size_t scratch = scratch_for(&m->out, (int64_t)n);
+    for (int64_t i = 0; i < h->n_layer; i++) {
+        const layer *l = &m->layers[i];
+        const mat *all[] = { &l->wq, &l->wk, &l->wv, &l->wo, &l->wg, &l->wu, &l->wd };
+        for (size_t j = 0; j < sizeof all / sizeof all[0]; j++)
+            if (scratch_for(all[j], (int64_t)n) > scratch)
+                scratch = scratch_for(all[j], (int64_t)n);
+    }
+    struct { float **p; size_t count; } bufs[] = {
+        { &m->k_cache, (size_t)h->n_layer * n * dkv }, { &m->v_cache, (size_t)h->n_layer * n * dkv },
+        { &m->x, n * d }, { &m->xn, n * d }, { &m->q, n * d }, { &m->k, n * dkv },
+        { &m->v, n * dkv }, { &m->att, n * d }, { &m->gate, n * ff }, { &m->up, n * ff },
+        { &m->scores, n },
+    };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        *bufs[i].p = malloc(bufs[i].count * sizeof(float));
+        if (!*bufs[i].p)
+            return fail(QF_ENOMEM, why, why_len, "out of memory for the model's state (%zu "
+                        "floats; lower --ctx)", bufs[i].count);
+        m->state_bytes += bufs[i].count * sizeof(float);
+    }
+    if (!(m->scratch = malloc(scratch)))
+        return fail(QF_ENOMEM, why, why_len, "out of memory for %zu bytes of scratch", scratch);
+    m->state_bytes += scratch;
+    return 0;
+}
+
+int qf_llama_load(const char *path, const qf_llama_opts *opts, qf_llama **out, char *why,
+                  size_t why_len)
+{
+    assert(path && opts && out && opts->threads >= 1);
+    *out = NULL;
+    if (opts->n_ctx < 1 || opts->n_ctx > (1 << 20))
+        return fail(QF_ERANGE, why, why_len, "a context of %" PRId64 " positions (1..2^20)",
+                    opts->n_ctx);
+    qf_llama *m = calloc(1, sizeof *m);
+    if (!m)
+        return fail(QF_ENOMEM, why, why_len, "out of memory");
+    m->opts = *opts;
+    int err = qf_gguf_open(path, &m->g, why, why_len);
+    if (!err)
+        err = read_hparams(m, why, why_len);
+    if (!err)
+        err = load_tensors(m, why, why_len);
+    if (!err)
+        err = alloc_state(m, why, why_len);
+    if (!err && (err = qf_pool_new(opts->threads, true, &m->pool)) != 0)
+        fail(err, why, why_len, "cannot start %d threads", opts->threads);
+    if (err) {
+        qf_llama_destroy(&m);
+        return err;
+    }
+    *out = m;
+    return 0;
+}
+
+void qf_llama_destroy(qf_llama **mp)
+{
+    if (!mp || !*mp)
+        return;
+    qf_llama *m = *mp;
+    float **bufs[] = { &m->k_cache, &m->v_cache, &m->x, &m->xn, &m->q, &m->k, &m->v, &m->att,
+                       &m->gate, &m->up, &m->scores };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free(*bufs[i]);
+    free(m->scratch);
+    free(m->layers);
+    qf_pool_destroy(&m->pool);
+    qf_gguf_close(&m->g);
+    free(m);
+    *mp = NULL;
+}
+
+const qf_llama_hparams *qf_llama_hparams_of(const qf_llama *m) { return &m->hp; }
+const qf_gguf *qf_llama_gguf(const qf_llama *m) { return m->g; }
+uint64_t qf_llama_weight_bytes(const qf_llama *m) { return m->weight_bytes; }
+uint64_t qf_llama_state_bytes(const qf_llama *m) { return m->state_bytes; }
+int64_t qf_llama_pos(const qf_llama *m) { return m->pos; }
+void qf_llama_reset(qf_llama *m) { m->pos = 0; }
+
+/* ---- the forward pass --------------------------------------------------------------------- */
+
+/* out = x / rms(x) * w over n rows of d; the mean of squares in double, as ggml's rms_norm. */
+static void rmsnorm(float *out, const float *x, const float *w, int64_t n, int64_t d, float eps)
+{
+    for (int64_t t = 0; t < n; t++) {
+        const float *xr = x + t * d;
+        double ss = 0;
+        for (int64_t i = 0; i < d; i++)
+            ss += (double)xr[i] * xr[i];
+        const float scale = 1.0f / sqrtf((float)(ss / (double)d) + eps);
+        for (int64_t i = 0; i < d; i++)
+            out[t * d + i] = xr[i] * scale * w[i];
+    }
+}
+
+/* Rotates adjacent pairs of the first n_rot values of each head of n rows at positions
+ * pos0.. (llama.cpp's "normal" RoPE). */
+static void rope(const qf_llama *m, float *v, int64_t n, int64_t nheads, int64_t pos0)
+{
+    const qf_llama_hparams *h = &m->hp;
+    for (int64_t t = 0; t < n; t++) {
+        const double p = (double)(pos0 + t);
+        for (int64_t hd = 0; hd < nheads; hd++) {
+            float *r = v + (t * nheads + hd) * h->head_dim;
+            for (int64_t i = 0; i < h->n_rot / 2; i++) {
+                double theta = p * pow((double)h->rope_base, -2.0 * (double)i / (double)h->n_rot);
+                if (m->rope_freqs)
+                    theta /= m->rope_freqs[i];
+                const float c = (float)cos(theta), s = (float)sin(theta);
+                const float x0 = r[2 * i], x1 = r[2 * i + 1];
+                r[2 * i] = x0 * c - x1 * s;
+                r[2 * i + 1] = x0 * s + x1 * c;
+            }
+        }
+    }
+}
+
+static float f16_round(float v)
+{
+    return qf_fp16_to_fp32(qf_fp32_to_fp16(v));
+}
+
+/* Causal grouped-query attention of the n new rows (positions pos0..) against the cache. */
+static void attention(qf_llama *m, int64_t il, int64_t n, int64_t pos0)
+{
+    const qf_llama_hparams *h = &m->hp;
+    const int64_t hd = h->head_dim, dkv = hd * h->n_head_kv, group = h->n_head / h->n_head_kv;
+    const float *kc = m->k_cache + il * m->opts.n_ctx * dkv;
+    const float *vc = m->v_cache + il * m->opts.n_ctx * dkv;
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int64_t t = 0; t < n; t++) {
+        const int64_t last = pos0 + t;        /* attends to positions 0..last */
+        for (int64_t head = 0; head < h->n_head; head++) {
+            const float *q = m->q + (t * h->n_head + head) * hd;
+            const int64_t kvh = head / group;
+            float mx = -INFINITY;
+            for (int64_t j = 0; j <= last; j++) {
+                const float *k = kc + j * dkv + kvh * hd;
+                float s = 0;
+                for (int64_t i = 0; i < hd; i++)
+                    s += q[i] * k[i];
+                s *= scale;
+                m->scores[j] = s;
+                if (s > mx)
+                    mx = s;
+            }
+            double sum = 0;
+            for (int64_t j = 0; j <= last; j++) {
+                m->scores[j] = expf(m->scores[j] - mx);
+                sum += m->scores[j];
+            }
+            float *o = m->att + (t * h->n_head + head) * hd;
+            for (int64_t i = 0; i < hd; i++)
+                o[i] = 0;
+            for (int64_t j = 0; j <= last; j++) {
+                const float a = (float)(m->scores[j] / sum);
+                const float *v = vc + j * dkv + kvh * hd;
+                for (int64_t i = 0; i < hd; i++)
+                    o[i] += a * v[i];
+            }
+        }
+    }
+}
+
+static void matmul(qf_llama *m, const mat *w, const float *x, int64_t n, float *y)
+{
+    qf_matmul(&w->ks, w->data, w->nrows, w->ncols, x, n, y, m->scratch, m->pool);
+}
+
+int qf_llama_forward(qf_llama *m, const int32_t *tokens, int64_t n, bool all_logits,
+                     float *logits, char *why, size_t why_len)
+{
+    assert(m && tokens && logits && n >= 1);
+    const qf_llama_hparams *h = &m->hp;
+    const int64_t d = h->n_embd, dkv = h->head_dim * h->n_head_kv, ff = h->n_ff;
+    const int64_t pos0 = m->pos;
+    if (n > m->opts.n_ctx - pos0)
+        return fail(QF_ERANGE, why, why_len, "%" PRId64 " tokens at position %" PRId64
+                    " overflow the context of %" PRId64, n, pos0, m->opts.n_ctx);
+    for (int64_t t = 0; t < n; t++) {
+        if (tokens[t] < 0 || tokens[t] >= h->n_vocab)
+            return fail(QF_ERANGE, why, why_len, "token %" PRId64 " is id %" PRId32 ", outside "
+                        "the vocabulary of %" PRId64, t, tokens[t], h->n_vocab);
+        const size_t rs = qf_format_row_size(m->embd.ks.fmt, d);
+        m->embd.ks.dequantize((const char *)m->embd.data + (size_t)tokens[t] * rs, m->x + t * d,
+                              d);
+    }
+    for (int64_t il = 0; il < h->n_layer; il++) {
+        const layer *l = &m->layers[il];
+        rmsnorm(m->xn, m->x, l->attn_norm, n, d, h->rms_eps);
+        matmul(m, &l->wq, m->xn, n, m->q);
+        matmul(m, &l->wk, m->xn, n, m->k);
+        matmul(m, &l->wv, m->xn, n, m->v);
+        rope(m, m->q, n, h->n_head, pos0);
+        rope(m, m->k, n, h->n_head_kv, pos0);
+        float *kc = m->k_cache + (il * m->opts.n_ctx + pos0) * dkv;
+        float *vc = m->v_cache + (il * m->opts.n_ctx + pos0) * dkv;
+        for (int64_t i = 0; i < n * dkv; i++) {
+            kc[i] = f16_round(m->k[i]);
+            vc[i] = f16_round(m->v[i]);
+        }
+        attention(m, il, n, pos0);
+        matmul(m, &l->wo, m->att, n, m->xn);
+        for (int64_t i = 0; i < n * d; i++)
+            m->x[i] += m->xn[i];
+        rmsnorm(m->xn, m->x, l->ffn_norm, n, d, h->rms_eps);
+        matmul(m, &l->wg, m->xn, n, m->gate);
+        matmul(m, &l->wu, m->xn, n, m->up);
+        for (int64_t i = 0; i < n * ff; i++) {
+            const float g = m->gate[i];
+            m->gate[i] = g / (1.0f + expf(-g)) * m->up[i];
+        }
+        matmul(m, &l->wd, m->gate, n, m->xn);
+        for (int64_t i = 0; i < n * d; i++)
+            m->x[i] += m->xn[i];
+    }
+    m->pos = pos0 + n;
+    if (all_logits) {
+        rmsnorm(m->xn, m->x, m->out_norm, n, d, h->rms_eps);
+        matmul(m, &m->out, m->xn, n, logits);
+    } else {
+        rmsnorm(m->xn, m->x + (n - 1) * d, m->out_norm, 1, d, h->rms_eps);
+        matmul(m, &m->out, m->xn, 1, logits);
+    }
+    return 0;
+}
