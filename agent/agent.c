@@ -587,6 +587,7 @@ static int result_frame(agent *a, uint64_t job_id, uint32_t attempt, const qf_jo
     r->seed = res->seed;
     r->wall_s = res->wall_s;
     r->peak_rss_kb = res->peak_rss_kb;
+    r->device_mem_bytes = res->device_mem_bytes;
     return encode(a, &m, buf, len);
 }
 

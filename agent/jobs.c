@@ -358,6 +358,7 @@ static int run_op(const qf_job_spec *spec, qf_bench_op op, qf_job_result *out)
     out->bpw = mo.bpw;
     out->throughput_bytes = mo.throughput_bytes;
     snprintf(out->kernel, sizeof out->kernel, "%s", mo.kernel);
+    out->device_mem_bytes = mo.device_mem_bytes;
     return 0;
 }
 

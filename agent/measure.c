@@ -492,8 +492,15 @@ static int run_cuda(qf_measure *m, qf_format fmt, double *samples, qf_measure_ou
 {
     const qf_measure_spec *s = &m->spec;
     cuda_run r = {0};
-    int err = cuda_prepare(m, fmt, out->bytes, &r, why, why_len);
+    /* device memory the run takes: the driver's free memory before and after the buffers */
+    qf_cuda_device_info before, after;
+    int err = qf_cuda_device_query(&before);
+    if (err)
+        return cuda_fail(err, why, why_len, "device query");
+    err = cuda_prepare(m, fmt, out->bytes, &r, why, why_len);
     assert(err || qf_cuda_weights_bytes(r.w[0]) == out->bytes);
+    if (!err && qf_cuda_device_query(&after) == 0 && before.free_mem > after.free_mem)
+        out->device_mem_bytes = before.free_mem - after.free_mem;
     for (uint32_t i = 0; i < s->warmup && !err; i++)
         if ((err = cuda_pass(m, fmt, &r, i)) != 0)
             cuda_fail(err, why, why_len, "a warm-up pass");

@@ -68,6 +68,8 @@ typedef struct qf_measure_out {
     uint32_t    n_samples;
     qf_tensor_metrics metrics;     /* the format's quality on this matrix (reference decode) */
     /* CUDA and OpenCL only (REF: 0 and NAN): */
+    uint64_t    device_mem_bytes;  /* device memory the run's buffers took, by the driver's
+                                      free-memory count before and after (CUDA; 0 elsewhere) */
     double      copy_gbps;         /* the device's D2D copy bandwidth, read + write bytes, as
                                       measured by qf_measure_new: the ceiling for GB/s */
     double      check_nmse;        /* the device's output against the CPU reference on the same

@@ -71,6 +71,9 @@ typedef struct qf_job_result {
     char     kernel[32];                   /* kernel variant that ran: "ref", "avx2", ... */
     uint64_t seed;
     uint64_t peak_rss_kb;                  /* of the job's child process */
+    uint64_t device_mem_bytes;             /* GPU jobs: device memory the job's buffers took
+                                              (weights, activations, output, scratch); 0 on
+                                              the CPU */
     double   wall_s;                       /* child start to result */
 } qf_job_result;
 

@@ -202,6 +202,9 @@ static const field k_result[] = {
     STR(qf_msg_result, "kernel", result.kernel, 0),
     U64(qf_msg_result, "seed", result.seed, 0, UINT64_MAX),
     U64(qf_msg_result, "peak_rss_kb", result.peak_rss_kb, 0, UINT64_MAX),
+    /* optional: agents older than the field omit it (read as 0) */
+    { "device_mem_bytes", FK_U64, false, offsetof(qf_msg_result, result.device_mem_bytes),
+      SIZEOF(qf_msg_result, result.device_mem_bytes), 0, 0, UINT64_MAX },
     F64(qf_msg_result, "wall_s", result.wall_s),
 };
 

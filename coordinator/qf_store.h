@@ -129,7 +129,7 @@ int qf_store_batch_commit(qf_store *s);
 /* The run's jobs with their results, as a JSON array (for `qfleet run`'s summary and reports):
  * [{"job_id", "key", "state", "spec":{...}, "agent": name, "status", "error", "attempt",
  *   "bytes", "bpw", "throughput_bytes", "samples":[s...], "metrics":{...}, "dataset_sha256",
- *   "kernel", "peak_rss_kb", "wall_s"}] in job order; result fields absent for jobs without a
+ *   "kernel", "peak_rss_kb", "wall_s", "device_mem_bytes"}] in job order; result fields absent for jobs without a
  * result. QF_ENOENT for an unknown run. Caller frees. */
 int qf_store_run_results_json(qf_store *s, int64_t run_id, char **json);
 

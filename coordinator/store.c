@@ -41,7 +41,7 @@
 
 /* The schema version this build writes (PRAGMA user_version). k_migrations[v] takes a store
  * from version v to v + 1; a later issue appends one entry and bumps this. */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 /* How long a statement waits for another connection's lock before QF_EBUSY. */
 #define STORE_BUSY_TIMEOUT_MS 5000
@@ -136,6 +136,8 @@ static const char *const k_migrations[STORE_SCHEMA_VERSION] = {
     "  wall_s           REAL,"
     "  created_at       REAL NOT NULL);"
     "CREATE INDEX results_run ON results(run_id);",
+    /* 1 -> 2: device memory of GPU jobs (0 for CPU jobs and for results stored before) */
+    "ALTER TABLE results ADD COLUMN device_mem_bytes INTEGER NOT NULL DEFAULT 0;",
 };
 
 /* Every statement the store runs, prepared at open. The name goes into error messages.
@@ -239,8 +241,8 @@ static const struct { const char *name, *sql; } k_sql[S_COUNT] = {
     [S_RESULT_INSERT] = { "insert result",
         "INSERT OR FAIL INTO results(job_id, run_id, attempt, agent_id, status, key, metrics, "
         "samples, n_samples, bytes, bpw, throughput_bytes, dataset_sha256, kernel, seed, "
-        "peak_rss_kb, wall_s, created_at) VALUES (?1, ?2, ?3, ?4, 'ok', ?5, ?6, ?7, ?8, ?9, "
-        "?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)" },
+        "peak_rss_kb, wall_s, created_at, device_mem_bytes) VALUES (?1, ?2, ?3, ?4, 'ok', ?5, "
+        "?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)" },
     [S_ATTEMPT_INSERT] = { "insert attempt",
         "INSERT OR FAIL INTO attempts(job_id, attempt, agent_id, status, error, at) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)" },
@@ -293,7 +295,7 @@ static const struct { const char *name, *sql; } k_sql[S_COUNT] = {
     [S_RUN_RESULTS] = { "read run results",
         "SELECT j.id, j.key, j.state, j.spec, j.attempt, j.error, r.id IS NOT NULL, r.bytes, "
         "r.bpw, r.throughput_bytes, r.samples, r.metrics, r.dataset_sha256, r.kernel, "
-        "r.peak_rss_kb, r.wall_s, a.status, g.name "
+        "r.peak_rss_kb, r.wall_s, a.status, g.name, r.device_mem_bytes "
         "FROM jobs j LEFT JOIN results r ON r.job_id = j.id "
         "LEFT JOIN attempts a ON a.job_id = j.id AND a.attempt = j.attempt "
         "LEFT JOIN agents g ON g.id = coalesce(r.agent_id, a.agent_id, j.agent_id) "
@@ -928,6 +930,7 @@ static int store_ok(const qf_store *s, int64_t job_id, const job_row *r,
     bind_u64(st, 15, res->peak_rss_kb);
     bind_dbl(st, 16, res->wall_s);
     bind_dbl(st, 17, now);
+    bind_u64(st, 18, res->device_mem_bytes);
     err = exec_stmt(s, S_RESULT_INSERT);
     if (!err)
         err = record_attempt(s, job_id, r->attempt, r->agent_id, "ok", NULL, 0, now);
@@ -1412,6 +1415,8 @@ static bool result_row(sqlite3_stmt *st, json_t *o)
     ok = ok && json_object_set_new(o, "peak_rss_kb", json_integer(sqlite3_column_int64(st, 14)))
                == 0;
     ok = ok && json_object_set_new(o, "wall_s", col_real(st, 15)) == 0;
+    ok = ok && json_object_set_new(o, "device_mem_bytes",
+                                   json_integer(sqlite3_column_int64(st, 18))) == 0;
     return ok;
 }
 

@@ -2,7 +2,7 @@
  *
  * The file is opened with SQLITE_OPEN_READONLY and read inside one transaction, so a report
  * sees one consistent snapshot even while a coordinator keeps writing (WAL), and can never
- * change the store. The schema is store.c's; this file checks its version (user_version 1)
+ * change the store. The schema is store.c's; this file checks its version (user_version 1 or 2)
  * and reads only columns that version has. Everything the store holds as JSON (fingerprints,
  * specs, metrics, samples) is parsed here, once, and a row that does not parse is an error
  * naming the row: a report must not quietly drop numbers.
@@ -29,7 +29,7 @@
 #include "qf_stats.h"
 
 /* The store schema this reader understands (store.c's STORE_SCHEMA_VERSION). */
-#define LOAD_SCHEMA_VERSION 1
+#define LOAD_SCHEMA_VERSION 2   /* 2 added results.device_mem_bytes; version 1 reads the same */
 
 static const char k_sql_runs[] =
     "SELECT id, suite, commit_sha, dirty, branch, baseline, submitted_at, state "
@@ -334,8 +334,8 @@ static int check_version(sqlite3 *db, const char *path)
     }
     int v = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
-    if (v != LOAD_SCHEMA_VERSION)
-        return qf_errorf(QF_EDB, "%s: store schema version %d, this qfleet reads version %d%s",
+    if (v < 1 || v > LOAD_SCHEMA_VERSION)
+        return qf_errorf(QF_EDB, "%s: store schema version %d, this qfleet reads versions 1 to %d%s",
                          path, v, LOAD_SCHEMA_VERSION, v == 0 ? " (not a qfleet store?)" : "");
     return 0;
 }

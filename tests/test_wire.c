@@ -113,6 +113,7 @@ static void make_msg(int type, qf_msg *m)
         strcpy(r->kernel, "avx2");
         r->seed = 42;
         r->peak_rss_kb = 123456;
+        r->device_mem_bytes = 987654321;
         r->wall_s = 1.75;
         break;
     }
@@ -245,6 +246,7 @@ static void assert_msg_equal(const qf_msg *a, const qf_msg *b)
         assert_string_equal(x->kernel, y->kernel);
         assert_int_equal(x->seed, y->seed);
         assert_int_equal(x->peak_rss_kb, y->peak_rss_kb);
+        assert_int_equal(x->device_mem_bytes, y->device_mem_bytes);
         assert_double_same(x->wall_s, y->wall_s, "wall_s");
         break;
     }
@@ -574,7 +576,8 @@ static void test_missing_keys(void **state)
             char needle[64];
             snprintf(needle, sizeof needle, "body.%.31s: missing", keys[i]);
             if ((t == QF_MSG_BYE && strcmp(keys[i], "code") == 0) ||
-                (t == QF_MSG_REJECT && strcmp(keys[i], "busy") == 0))
+                (t == QF_MSG_REJECT && strcmp(keys[i], "busy") == 0) ||
+                (t == QF_MSG_RESULT && strcmp(keys[i], "device_mem_bytes") == 0))
                 continue; /* optional: checked below */
             expect_edit_refused(t, &e, QF_EPROTO, needle);
         }
@@ -607,6 +610,29 @@ static void test_missing_keys(void **state)
         if (qf_wire_decode(nob, nob_len, &l2, &rback, rwhy, sizeof rwhy) != 0)
             fail_msg("REJECT without busy refused: %s", rwhy);
         assert_false(rback.u.jobref.busy);
+        qf_msg_clear(&rback);
+        free(rb);
+        free(nob);
+        qf_msg_clear(&r);
+    }
+    /* RESULT's device_mem_bytes is optional (an older agent does not send it): 0 when absent */
+    {
+        qf_msg r;
+        make_msg(QF_MSG_RESULT, &r);
+        r.u.result.result.device_mem_bytes = 123;
+        void *rb;
+        size_t rlen;
+        encode_ok(&r, &rb, &rlen);
+        char *nob;
+        size_t nob_len;
+        edit drop = { "device_mem_bytes", EDIT_DROP, NULL };
+        rebuild(rb, rlen, &drop, &nob, &nob_len);
+        qf_wire_limits l3 = qf_wire_default_limits();
+        qf_msg rback;
+        char rwhy[256] = "";
+        if (qf_wire_decode(nob, nob_len, &l3, &rback, rwhy, sizeof rwhy) != 0)
+            fail_msg("RESULT without device_mem_bytes refused: %s", rwhy);
+        assert_int_equal(rback.u.result.result.device_mem_bytes, 0);
         qf_msg_clear(&rback);
         free(rb);
         free(nob);
