@@ -334,6 +334,27 @@ static void sync_running(coord *c, peer *p, uint32_t says)
     p->running = leased > says ? leased : says;
 }
 
+/* The same agent process registering again keeps its leases; one of them may be a JOB this
+ * coordinator committed and then died before sending. Each is sent again: the agent answers a
+ * JOB it holds with ACCEPT, one it finished with its spooled RESULT, and runs one it never got,
+ * so no job waits out its whole lease (its time limit) for nothing. */
+static void resend_leases(coord *c, peer *p)
+{
+    qf_lease leases[16];
+    size_t n = 0;
+    const size_t max = p->slots < 16 ? p->slots : 16;
+    if (qf_store_agent_live_leases(c->store, p->agent_id, leases, max, &n) != 0)
+        return;                 /* they expire and are requeued, as before */
+    for (size_t i = 0; i < n; i++) {
+        qf_msg m = { .type = QF_MSG_JOB, .id = ++c->next_id };
+        m.u.job.job_id = (uint64_t)leases[i].job_id;
+        m.u.job.attempt = leases[i].attempt;
+        m.u.job.spec = leases[i].spec;
+        if (send_msg(c, p, &m) != 0)
+            return;
+    }
+}
+
 static void on_hello(coord *c, peer *p, qf_msg *m)
 {
     const qf_msg_hello *h = &m->u.hello;
@@ -410,6 +431,8 @@ static void on_hello(coord *c, peer *p, qf_msg *m)
     w.u.welcome.max_frame = (uint32_t)(c->max_result < c->lim.max_frame ? c->max_result
                                                                         : c->lim.max_frame);
     send_msg(c, p, &w);
+    if (!released)
+        resend_leases(c, p);
     dispatch_to(c, p);
 }
 

@@ -137,4 +137,11 @@ int qf_store_run_results_json(qf_store *s, int64_t run_id, char **json);
  * that says HELLO again already is). */
 int qf_store_agent_leases(qf_store *s, int64_t agent_id, uint32_t *n);
 
+/* The agent's live leases (at most max, in job order) with their specs: what a coordinator that
+ * restarted re-sends when the same agent process registers again, since a JOB it leased just
+ * before it died may never have left it (the agent answers a JOB it holds or finished as before,
+ * and runs one it never got). */
+int qf_store_agent_live_leases(qf_store *s, int64_t agent_id, qf_lease *out, size_t max,
+                               size_t *n);
+
 #endif

@@ -160,7 +160,7 @@ enum stmt_id {
     S_AGENT_FIND, S_AGENT_NAME, S_AGENT_INSERT, S_AGENT_UPDATE, S_AGENT_SEEN, S_AGENT_MARK,
     S_AGENT_LIST, S_AGENT_ALL_OFFLINE,
     S_REL_AGENT_ATTEMPTS, S_REL_AGENT_JOBS, S_REL_EXPIRED_ATTEMPTS, S_REL_EXPIRED_JOBS,
-    S_CANCEL_ATTEMPTS, S_CANCEL_JOBS, S_RUN_RESULTS, S_AGENT_LEASES,
+    S_CANCEL_ATTEMPTS, S_CANCEL_JOBS, S_RUN_RESULTS, S_AGENT_LEASES, S_AGENT_LIVE_LEASES,
     S_COUNT
 };
 
@@ -302,6 +302,9 @@ static const struct { const char *name, *sql; } k_sql[S_COUNT] = {
         "WHERE j.run_id = ?1 ORDER BY j.id" },
     [S_AGENT_LEASES] = { "count leases",
         "SELECT count(*) FROM jobs WHERE state = 'leased' AND agent_id = ?1" },
+    [S_AGENT_LIVE_LEASES] = { "read an agent's leases",
+        "SELECT id, attempt, run_id, spec FROM jobs WHERE state = 'leased' AND agent_id = ?1 "
+        "ORDER BY id" },
 };
 
 struct qf_store {
@@ -1463,6 +1466,28 @@ int qf_store_agent_leases(qf_store *s, int64_t agent_id, uint32_t *n)
     if (rc == 1) {
         *n = (uint32_t)sqlite3_column_int64(st, 0);
         stmt_reset(st);
+    }
+    return rc < 0 ? rc : 0;
+}
+
+int qf_store_agent_live_leases(qf_store *s, int64_t agent_id, qf_lease *out, size_t max,
+                               size_t *n)
+{
+    assert(s && out && n);
+    *n = 0;
+    sqlite3_stmt *st = stmt(s, S_AGENT_LIVE_LEASES);
+    bind_i64(st, 1, agent_id);
+    int rc;
+    while ((rc = step(s, st, S_AGENT_LIVE_LEASES)) == 1) {
+        if (*n == max)
+            continue;           /* read to the end: the statement resets itself there */
+        qf_lease *l = &out[*n];
+        char why[256];
+        l->job_id = sqlite3_column_int64(st, 0);
+        l->attempt = (uint32_t)sqlite3_column_int64(st, 1);
+        l->run_id = sqlite3_column_int64(st, 2);
+        if (qf_job_spec_from_json(col_txt(st, 3), &l->spec, why, sizeof why) == 0)
+            (*n)++;              /* a spec that no longer parses was failed at lease time */
     }
     return rc < 0 ? rc : 0;
 }

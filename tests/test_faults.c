@@ -367,10 +367,10 @@ static void test_random_kills_lose_and_duplicate_nothing(void **state)
         events[j] = t;
     }
 
-    /* 4 formats x S seeds quantize jobs of a few tens of ms, at least 4 jobs per kill. The
-     * time limit bounds how long a job can wait for its lease to expire: a JOB still in the
-     * coordinator's send queue when it is killed is lost with it, and its lease (committed,
-     * to an agent that never heard of the job) is only released at its deadline. */
+    /* 4 formats x S seeds quantize jobs of a few tens of ms, at least 4 jobs per kill. A JOB
+     * still in the coordinator's send queue when it is killed is lost with it; the restarted
+     * coordinator re-sends the leases of an agent that registers again, and the time limit
+     * still bounds the wait if that re-send is lost too. */
     int n_seeds = n_events < 15 ? 15 : n_events;
     size_t cap = 512 + 12 * (size_t)n_seeds;
     char *text = malloc(cap);

@@ -738,6 +738,51 @@ static void test_reopen_keeps_everything(void **state)
     expect_progress(f->s, run, 1, 0, 2, 0, 0);
 }
 
+/* A store written by the first schema (version 1, before results.device_mem_bytes) is brought
+ * to the current one on open: its results are kept, read back with device_mem_bytes 0, and a
+ * new result stores the field. Version 1 is made here by dropping the column from a new store. */
+static void test_migrates_schema_1(void **state)
+{
+    fixture *f = *state;
+    qf_agent_caps c = caps("lab-01", "avx2");
+    int64_t a = hello(f->s, &c, 77, 1.0, NULL);
+    int64_t run = submit(f->s, 2, 3, 0, "", 1);
+    qf_lease l1 = lease_ok(f->s, a, &c, 2.0), l2 = lease_ok(f->s, a, &c, 2.0);
+    qf_job_result r = ok_result();
+    assert_int_equal(qf_store_complete(f->s, l1.job_id, l1.attempt, a, &r, 3.0), 0);
+    qf_store_close(&f->s);
+
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "ALTER TABLE results DROP COLUMN device_mem_bytes; "
+                                  "PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    assert_int_equal(qf_store_open(f->path, &f->s), 0);
+    r.device_mem_bytes = 123456789;
+    assert_int_equal(qf_store_complete(f->s, l2.job_id, l2.attempt, a, &r, 4.0), 0);
+    char *json = NULL;
+    assert_int_equal(qf_store_run_results_json(f->s, run, &json), 0);
+    json_error_t jerr;
+    json_t *arr = json_loads(json, 0, &jerr);
+    assert_true(json_is_array(arr) && json_array_size(arr) == 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(arr, 0),
+                                                        "device_mem_bytes")), 0);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(arr, 1),
+                                                        "device_mem_bytes")), 123456789);
+    json_decref(arr);
+    free(json);
+    qf_store_close(&f->s);
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 2);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    assert_int_equal(qf_store_open(f->path, &f->s), 0);
+}
+
 /* Group commit: operations inside a batch are savepoints of one transaction; a refused one
  * (QF_EEXIST) does not spoil the rest, reads see the batch's own writes, nothing is visible to
  * another connection before the commit, and everything is after it. */
@@ -1083,6 +1128,7 @@ int main(void)
         T(test_status_json),
         T(test_run_results_json),
         T(test_reopen_keeps_everything),
+        T(test_migrates_schema_1),
         T(test_batch_group_commit),
         T(test_killed_process_keeps_commits),
         T(test_disk_full_rolls_back),
