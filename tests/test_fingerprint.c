@@ -32,6 +32,7 @@ static bool has_word(const char *list, const char *word)
     return false;
 }
 
+#if defined(__x86_64__)
 /* 1/0 if /proc/cpuinfo's flags line has / lacks flag; -1 if there is no such line. */
 static int cpuinfo_has(const char *flag)
 {
@@ -51,6 +52,7 @@ static int cpuinfo_has(const char *flag)
     fclose(f);
     return found;
 }
+#endif
 
 typedef struct fixture {
     qf_agent_caps caps;
