@@ -137,14 +137,13 @@ static int read_text(const char *path, char **out, size_t *len)
     size_t got;
     while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
         n += got;
-        if (n == cap) {
-            char *nb = cap < ((size_t)1 << 30) ? realloc(buf, cap *= 2) : NULL;
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-            }
-            buf = nb;
-        }
+        if (n < cap)
+            continue;
+        char *nb = cap < ((size_t)1 << 30) ? realloc(buf, 2 * cap) : NULL;
+        if (!nb)
+            free(buf);          /* over 1 GiB, or no memory: refused below */
+        buf = nb;
+        cap *= 2;
     }
     int bad = ferror(f);
     fclose(f);

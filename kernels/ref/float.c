@@ -128,7 +128,7 @@ static void f16_table_build(void)
         g_f16_table[i] = qf_fp16_to_fp32((qf_half)i);
 }
 
-static const float *f16_table(void)
+const float *qf_f16_table(void)
 {
     pthread_once(&g_f16_once, f16_table_build);
     return g_f16_table;
@@ -137,7 +137,7 @@ static const float *f16_table(void)
 void qf_dequantize_row_f16(const void *x, float *y, int64_t k)
 {
     const qf_half *h = x;
-    const float *t = f16_table();
+    const float *t = qf_f16_table();
     for (int64_t i = 0; i < k; i++)
         y[i] = t[h[i]];
 }
@@ -145,7 +145,7 @@ void qf_dequantize_row_f16(const void *x, float *y, int64_t k)
 void qf_vec_dot_f16_f16_ref(int64_t k, const void *w, const void *a, float *s)
 {
     const qf_half *x = w, *y = a;
-    const float *t = f16_table();
+    const float *t = qf_f16_table();
     double sum = 0.0;
     for (int64_t i = 0; i < k; i++)
         sum += (double)(t[x[i]] * t[y[i]]);

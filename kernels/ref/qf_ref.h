@@ -16,6 +16,9 @@ void qf_quantize_row_f32_ref(const float *x, void *y, int64_t k);
 void qf_dequantize_row_f32(const void *x, float *y, int64_t k);
 void qf_vec_dot_f32_f32_ref(int64_t k, const void *w, const void *a, float *s);
 void qf_quantize_row_f16_ref(const float *x, void *y, int64_t k);
+/* Every binary16 bit pattern's value (65,536 floats, built once from qf_fp16_to_fp32): the
+ * decode table the f16 rows and the fast kernels' f16 block scales look up. */
+const float *qf_f16_table(void);
 void qf_dequantize_row_f16(const void *x, float *y, int64_t k);
 void qf_vec_dot_f16_f16_ref(int64_t k, const void *w, const void *a, float *s);
 void qf_quantize_row_bf16_ref(const float *x, void *y, int64_t k);

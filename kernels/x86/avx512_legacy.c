@@ -14,7 +14,6 @@
  * Compiled with the avx512 flags; reached only through dispatch.c after detection. vec_dot is
  * the inner loop of every matvec on this ISA.
  */
-#include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -26,23 +25,8 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 
-/* --- f16 scales through a table ------------------------------------------------------------ */
-
-static float g_half_table[1 << 16];
-static pthread_once_t g_half_once = PTHREAD_ONCE_INIT;
-
-static void half_table_build(void)
-{
-    for (uint32_t i = 0; i < (1u << 16); i++)
-        g_half_table[i] = qf_fp16_to_fp32((qf_half)i);
-}
-
-/* The table, built on first use (256 KiB, of which a row touches a few hundred entries). */
-static const float *half_table(void)
-{
-    pthread_once(&g_half_once, half_table_build);
-    return g_half_table;
-}
+/* f16 scales go through the reference's decode table (qf_f16_table, 256 KiB, of which a row
+ * touches a few hundred entries). */
 
 /* [sa x 8, sb x 8]: block A's scale product in the low 8 lanes, block B's in the high. */
 static inline __m512 pair_scale(float wa, float aa, float wb, float ab)
@@ -115,7 +99,7 @@ static void vec_dot_q4_0(int64_t k, const void *w, const void *a, float *s)
 {
     const qf_block_q4_0 *wb = w;
     const qf_block_q8_0 *ab = a;
-    const float *t = half_table();
+    const float *t = qf_f16_table();
     const __m512i eight = _mm512_set1_epi8(8);
 #define PAIR(i) dot_u_off(nibbles64(wb[i].qs, wb[(i) + 1].qs), eight, \
                           load2x32(ab[i].qs, ab[(i) + 1].qs))
@@ -138,7 +122,7 @@ static void vec_dot_q5_0(int64_t k, const void *w, const void *a, float *s)
 {
     const qf_block_q5_0 *wb = w;
     const qf_block_q8_0 *ab = a;
-    const float *t = half_table();
+    const float *t = qf_f16_table();
     const __m512i sixteen = _mm512_set1_epi8(16);
 #define PAIR(i) dot_u_off(_mm512_or_si512(nibbles64(wb[i].qs, wb[(i) + 1].qs),              \
                                           bit4_64(wb[i].qh, wb[(i) + 1].qh)),                \
@@ -164,7 +148,7 @@ static inline __m256i flip32(const int8_t *w)
 static void vec_dot_q8_0(int64_t k, const void *w, const void *a, float *s)
 {
     const qf_block_q8_0 *wb = w, *ab = a;
-    const float *t = half_table();
+    const float *t = qf_f16_table();
     const __m512i bias = _mm512_set1_epi8((char)0x80);
 #define PAIR(i) dot_u_off(flip64(load2x32(wb[i].qs, wb[(i) + 1].qs)), bias, \
                           load2x32(ab[i].qs, ab[(i) + 1].qs))
@@ -179,7 +163,7 @@ static void vec_dot_int8_pc(int64_t k, const void *w, const void *a, float *s)
     float scale;
     const int8_t *q = qf_x86_int8_pc_split(w, &scale);
     const qf_block_q8_0 *ab = a;
-    const float *t = half_table();
+    const float *t = qf_f16_table();
     const __m512i bias = _mm512_set1_epi8((char)0x80);
     float sumf;
 #define PAIR(i) dot_u_off(flip64(_mm512_loadu_si512(q + 32 * (i))), bias, \
@@ -207,7 +191,7 @@ static void vec_dot_iq4_nl(int64_t k, const void *w, const void *a, float *s)
 {
     const qf_block_iq4_nl *wb = w;
     const qf_block_q8_0 *ab = a;
-    const float *t = half_table();
+    const float *t = qf_f16_table();
     const __m512i table = iq4nl_table_u(), bias = _mm512_set1_epi8((char)0x80);
     const __m256i table32 = _mm512_castsi512_si256(table);
 #define PAIR(i) dot_u_off(_mm512_shuffle_epi8(table, nibbles64(wb[i].qs, wb[(i) + 1].qs)), bias, \
@@ -231,7 +215,7 @@ static void vec_dot_int4_g32(int64_t k, const void *w, const void *a, float *s)
 {
     const uint8_t *row = w;
     const qf_block_q8_0 *ab = a;
-    const float *t = half_table();
+    const float *t = qf_f16_table();
     enum { BS = 3 + 16 };
 #define PAIR(i) dot_u_off(nibbles64(row + (i) * BS + 3, row + ((i) + 1) * BS + 3),            \
                           _mm512_mask_set1_epi8(_mm512_set1_epi8((char)row[(i) * BS + 2]),      \
@@ -262,7 +246,7 @@ static void vec_dot_int4_g64(int64_t k, const void *w, const void *a, float *s)
 {
     const uint8_t *row = w;
     const qf_block_q8_0 *ab = a;
-    const float *t = half_table();
+    const float *t = qf_f16_table();
     enum { BS = 3 + 32 };
     /* a group is a whole pair; nb (sub-blocks) is even */
 #define PAIR(i) dot_u_off(split32(row + ((i) / 2) * BS + 3),                                  \
@@ -281,7 +265,7 @@ static void vec_dot_int4_g128(int64_t k, const void *w, const void *a, float *s)
 {
     const uint8_t *row = w;
     const qf_block_q8_0 *ab = a;
-    const float *t = half_table();
+    const float *t = qf_f16_table();
     enum { BS = 3 + 64 };
     /* pair i (even) of a group's four sub-blocks: i % 4 == 0 holds sub-blocks 0 and 2 (the
      * first 32 code bytes), i % 4 == 2 holds 1 and 3 (the next 32) */
