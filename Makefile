@@ -13,9 +13,12 @@ DEB_PACKAGES = build-essential cmake pkg-config git python3 clang libclang-rt-14
                libjansson-dev libcmocka-dev libmsgpack-dev libzmq3-dev libsqlite3-dev \
                libhwloc-dev libyaml-dev libsodium-dev libcurl4-openssl-dev \
                sqlite3 npm gcc-aarch64-linux-gnu qemu-user chromium \
-               ocl-icd-opencl-dev opencl-c-headers pocl-opencl-icd
+               ocl-icd-opencl-dev opencl-c-headers pocl-opencl-icd \
+               libopenblas-dev liblapacke-dev \
+               libprotobuf-c-dev protobuf-c-compiler
 
-CMAKE_ARGS = -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQF_GGML_DIR=$(GGML_DIR)
+CMAKE_ARGS = -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQF_GGML_DIR=$(GGML_DIR) \
+             -DQF_ORT_DIR=$(abspath $(CACHE))/onnxruntime-node
 
 .PHONY: run test test-asan deps build build-asan ggml bench clean
 
@@ -41,8 +44,10 @@ build-asan: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_C_COMPILER=clang -DQF_SANITIZE=ON $(CMAKE_ARGS) >/dev/null
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
+# The libraries npm brings, into CACHE: ggml's (conformance reference) and ONNX Runtime's (ort).
 ggml: deps
 	@scripts/fetch-ggml.sh $(CACHE)
+	@scripts/fetch-ort.sh $(CACHE)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
@@ -50,19 +55,20 @@ clean:
 # --- hardening: fuzzing, soak, the aarch64 cross build (docs/deploy.md, docs/performance.md) ---
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS  = wire gguf safetensors suite
+FUZZ_TARGETS  = wire gguf safetensors suite imatrix
 SOAK_SECONDS ?= 600
 CROSS_BUILD  ?= build-aarch64
 # arm64 cmocka from Debian's multiarch archive (deps.sh adds the arm64 architecture first)
 CROSS_DEB_PACKAGES = gcc-aarch64-linux-gnu qemu-user libcmocka-dev:arm64 libjansson-dev:arm64 \
                      libmsgpack-dev:arm64 libzmq3-dev:arm64 libsqlite3-dev:arm64 \
                      libhwloc-dev:arm64 libyaml-dev:arm64 libsodium-dev:arm64 \
-                     libcurl4-openssl-dev:arm64
+                     libcurl4-openssl-dev:arm64 libprotobuf-c-dev:arm64 protobuf-c-compiler \
+                     libopenblas-dev:arm64 liblapacke-dev:arm64
 # Tests that need more than the test binary under qemu-user: other processes of the arm64
 # qfleet (no binfmt_misc here), python3 helpers, Chromium, ggml's x86 libraries, a GPU. The
 # others run with CI's QF_REQUIRE_* unset: x86 ggml cannot be an arm64 binary's reference
 # (test_gguf then skips its ggml half and says so), and no arm64 OpenCL loader is installed.
-CROSS_SKIP = test_cli|test_fleet|test_faults|test_report|test_quantize|test_llama|test_tokenizer|test_eval|test_fetch|test_bench_kernels|test_deploy|test_conformance_ggml|test_opencl|test_cuda
+CROSS_SKIP = test_cli|test_fleet|test_faults|test_report|test_quantize|test_llama|test_tokenizer|test_eval|test_fetch|test_bench_kernels|test_deploy|test_conformance_ggml|test_opencl|test_cuda|test_fw_ort
 
 .PHONY: fuzz fuzz-build fuzz-seeds soak cross-aarch64
 
@@ -90,7 +96,9 @@ fuzz-seeds: fuzz-build
 	$(FUZZ_BUILD)/tests/fuzz/make_seeds tests/fuzz
 
 # The long runs: 100 agent and 20 coordinator kills during a suite, then 1,000 simulated
-# agents through one coordinator for SOAK_SECONDS (jobs/s, p99 dispatch, RSS must stay flat).
+# agents through one coordinator: a warm-up until each has run 600 jobs (libzmq's queues to a
+# peer are then at their size), then SOAK_SECONDS measured (jobs/s, p99 dispatch; RSS must stay
+# within 10% of its value at the end of the warm-up; docs/performance.md).
 soak: build
 	cd $(BUILD) && QF_FAULT_AGENT_KILLS=100 QF_FAULT_COORD_KILLS=20 \
 	    ctest --output-on-failure -R '^test_faults$$'

@@ -34,6 +34,7 @@
 
 #include "qf_child.h"
 #include "qf_err.h"
+#include "qf_framework.h"
 #include "qf_jobs.h"
 #include "qf_kernels.h"
 #include "qf_version.h"
@@ -502,6 +503,58 @@ static json_t *cuda_json(char *backends, size_t bsize)
     return arr;
 }
 
+/* What the frameworks probe child sends back: each adapter's presence and version. */
+typedef struct fw_answer {
+    int32_t present[8];
+    char    version[8][QF_FRAMEWORK_VERSION_MAX];
+} fw_answer;
+
+static int fw_ask(void *arg, void *buf, size_t size)
+{
+    (void)arg;
+    fw_answer *a = buf;
+    assert(size >= sizeof *a);
+    (void)size;
+    memset(a, 0, sizeof *a);
+    int n = 0;
+    const qf_framework *const *tab = qf_framework_table(&n);
+    for (int i = 0; i < n && i < 8; i++)
+        a->present[i] = tab[i]->probe(a->version[i], sizeof a->version[i]);
+    return (int)sizeof *a;
+}
+
+/* The frameworks whose adapters find them here (agent/qf_framework.h), each {name, title,
+ * version}; each present one's name joins the backends, so a framework job's backend=NAME
+ * selector finds this agent. Probed in a child process: loading a framework's library (ONNX
+ * Runtime starts threads, ggml registers exit work) must not happen in the process that forks
+ * the jobs. An empty array when none is present or the probe fails. */
+static json_t *frameworks_json(char *backends, size_t bsize)
+{
+    json_t *arr = json_array();
+    fw_answer a;
+    size_t got = 0;
+    if (!arr || qf_child_call(fw_ask, NULL, &a, sizeof a, 20000, &got) != 0 || got != sizeof a)
+        return arr;
+    int n = 0;
+    const qf_framework *const *tab = qf_framework_table(&n);
+    for (int i = 0; i < n && i < 8; i++) {
+        if (!a.present[i])
+            continue;
+        a.version[i][sizeof a.version[i] - 1] = '\0';
+        json_t *d = json_object();
+        int bad = !d;
+        bad |= set_str(d, "name", tab[i]->name);
+        bad |= set_str(d, "title", tab[i]->title);
+        bad |= set_str(d, "version", a.version[i]);
+        if (bad || json_array_append_new(arr, d) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+        word_add(backends, bsize, tab[i]->name);
+    }
+    return arr;
+}
+
 static json_t *build_json(hwloc_topology_t topo, const qf_agent_caps *caps, const char *host,
                           const struct utsname *u, const char *isa_list, json_t *gpus)
 {
@@ -625,15 +678,18 @@ int qf_fingerprint_collect(const char *name, qf_agent_caps *caps, char **json)
     json_t *gpus = gpus_json(topo, caps->backends, sizeof caps->backends);
     json_t *cuda = cuda_json(caps->backends, sizeof caps->backends);
     json_t *opencl = opencl_json(caps->backends, sizeof caps->backends);
+    json_t *fws = frameworks_json(caps->backends, sizeof caps->backends);
     json_t *j = gpus ? build_json(topo, caps, host, &u, caps->isa, gpus) : NULL;
     json_decref(gpus);
     /* json_object_set_new takes its value even when it fails, so each is released once */
-    if (j && (json_object_set_new(j, "cuda", cuda) | json_object_set_new(j, "opencl", opencl))) {
+    if (j && (json_object_set_new(j, "cuda", cuda) | json_object_set_new(j, "opencl", opencl) |
+              json_object_set_new(j, "frameworks", fws))) {
         json_decref(j);
         j = NULL;
     } else if (!j) {
         json_decref(cuda);
         json_decref(opencl);
+        json_decref(fws);
     }
     if (!j)
         return QF_ENOMEM;

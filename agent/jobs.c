@@ -29,6 +29,7 @@
 
 #include <assert.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -40,18 +41,24 @@
 
 #include "qf_err.h"
 #include "qf_fetch.h"
+#include "qf_eval.h"
 #include "qf_formats.h"
+#include "qf_framework.h"
 #include "qf_gguf.h"
 #include "qf_manifest.h"
 #include "qf_measure.h"
 #include "qf_safetensors.h"
+#include "qf_stats.h"
 #include "qf_synth.h"
+#include "qf_tokenizer.h"
 
 #define SYNTH_PREFIX "synth:"
 
 static int run_quantize(const qf_job_spec *spec, qf_job_result *out);
 static int run_dequantize(const qf_job_spec *spec, qf_job_result *out);
 static int run_matvec(const qf_job_spec *spec, qf_job_result *out);
+static int run_framework(const qf_job_spec *spec, qf_job_result *out);
+static int run_eval(const qf_job_spec *spec, qf_job_result *out);
 static int run_noop(const qf_job_spec *spec, qf_job_result *out);
 
 static const qf_job_kind k_kinds[] = {
@@ -61,6 +68,10 @@ static const qf_job_kind k_kinds[] = {
       true,  run_dequantize },
     { "matvec",     "time a decode-like matrix-vector product; GB/s of weight bytes",
       true,  run_matvec },
+    { "framework",  "the scheme measured in its own framework (selector backend=NAME)",
+      true,  run_framework },
+    { "eval",       "a model quantized to the format: perplexity, KLD, top-1 vs unquantized, "
+                    "pp/tg tokens/s", true, run_eval },
     { "noop",       "no work: one trivial sample, for load tests of the fleet",
       false, run_noop },
 };
@@ -303,6 +314,30 @@ static int resolve_dataset(const qf_job_spec *spec, qf_synth_dist *dist, float *
     return 0;
 }
 
+int qf_jobs_weights(const qf_job_spec *spec, float **weights, char *why, size_t why_len)
+{
+    assert(spec && weights);
+    qf_synth_dist dist = QF_SYNTH_GAUSSIAN;
+    int err = resolve_dataset(spec, &dist, weights, why, why_len);
+    if (err || *weights)
+        return err;
+    float *w = malloc((size_t)(spec->rows * spec->cols) * sizeof *w);
+    if (!w) {
+        setwhy(why, why_len, "out of memory for %" PRId64 "x%" PRId64 " weights", spec->rows,
+               spec->cols);
+        return QF_ENOMEM;
+    }
+    qf_synth_params wp = qf_synth_defaults(dist, spec->seed);
+    if ((err = qf_synth_fill(&wp, w, spec->rows, spec->cols)) != 0) {
+        free(w);
+        setwhy(why, why_len, "generating the %s weights: %s", qf_synth_dist_name(dist),
+               qf_strerror(err));
+        return err;
+    }
+    *weights = w;
+    return 0;
+}
+
 /* ---- kinds -------------------------------------------------------------------------------- */
 
 /* A validated spec measured with op through the measurement core. */
@@ -375,6 +410,183 @@ static int run_dequantize(const qf_job_spec *spec, qf_job_result *out)
 static int run_matvec(const qf_job_spec *spec, qf_job_result *out)
 {
     return run_op(spec, QF_OP_MATVEC, out);
+}
+
+/* A framework measures the scheme itself (agent/framework.c). The selector names it
+ * (backend=NAME), so the coordinator leased the job only to an agent that reported it; an
+ * agent without it (a stale lease, a hand-run job) says so. */
+static int run_framework(const qf_job_spec *spec, qf_job_result *out)
+{
+    const qf_framework *fw = qf_framework_of(spec);
+    if (!fw)
+        return failed(out, "framework: the selector '%s' names no framework (backend=NAME)",
+                      spec->selector);
+    char version[QF_FRAMEWORK_VERSION_MAX] = "";
+    if (!fw->probe(version, sizeof version))
+        return failed(out, "framework %s: not on this agent", fw->name);
+    if (!qf_framework_runs(fw, spec->format))
+        return failed(out, "framework %s: does not run format %s (it runs: %s)", fw->name,
+                      spec->format, fw->formats);
+    return fw->run(spec, out);
+}
+
+/* The file behind a manifest reference of the wanted kind, fetched into the cache if it is
+ * not there yet. */
+static int manifest_file(const char *ref, qf_manifest_kind want, char path[QF_FETCH_PATH_MAX],
+                         char *why, size_t why_len)
+{
+    char name[QF_MANIFEST_NAME_MAX], tensor[QF_MANIFEST_TENSOR_MAX], mwhy[1024];
+    qf_manifest m;
+    int err = qf_manifest_ref_parse(ref, name, tensor, why, why_len);
+    if (!err && (err = qf_manifest_find(qf_manifest_default_dir(), name, &m, mwhy, sizeof mwhy)))
+        setwhy(why, why_len, "%s: %s", ref, mwhy);
+    if (err)
+        return err;
+    if (m.kind != want || (want == QF_MANIFEST_MODEL && m.format != QF_MANIFEST_FMT_GGUF)) {
+        setwhy(why, why_len, "%s: a %s manifest%s, not a %s", ref, qf_manifest_kind_name(m.kind),
+               m.format == QF_MANIFEST_FMT_SAFETENSORS ? " (safetensors)" : "",
+               want == QF_MANIFEST_MODEL ? "GGUF model (qfleet quantize converts checkpoints)"
+                                         : qf_manifest_kind_name(want));
+        return QF_EINVAL;
+    }
+    qf_fetch_opts o;
+    qf_fetch_opts_default(&o);
+    o.progress = 0;
+    o.quiet = true;
+    qf_fetch_result fr;
+    if ((err = qf_fetch(&m, &o, &fr, mwhy, sizeof mwhy)) != 0) {
+        setwhy(why, why_len, "%s", mwhy);
+        return err;
+    }
+    snprintf(path, QF_FETCH_PATH_MAX, "%s", fr.path);
+    return 0;
+}
+
+/* The whole of a text file, NUL-terminated (caller frees). */
+static int read_text(const char *path, char **out, size_t *len, char *why, size_t why_len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        setwhy(why, why_len, "cannot open the text %s", path);
+        return QF_ENOENT;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    size_t got;
+    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            char *b = cap < ((size_t)1 << 30) ? realloc(buf, 2 * cap + 1) : NULL;
+            if (!b) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = b;
+            cap *= 2;
+        }
+    }
+    bool bad = ferror(f);
+    fclose(f);
+    if (!buf || bad) {
+        free(buf);
+        setwhy(why, why_len, "%s: %s", path, bad ? "read error" : "out of memory (over 1 GiB?)");
+        return bad ? QF_EIO : QF_ENOMEM;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+/* An eval job: the dataset's GGUF model as it is (the baseline) and quantized to the job's
+ * format in memory (qf_llama_opts.requant: llama-quantize --pure's choice of tensors), both
+ * run over the text's chunks (model/eval.c, as llama.cpp's perplexity tool: KLD, top-1, dp
+ * against the baseline), then the quantized model's speed as llama-bench measures it: prompt
+ * processing of min(512, ctx/2) tokens and generation of up to 128, `reps` times. A sample is
+ * the seconds per generated token of one repetition (decode speed is what the format changes
+ * most); pp and tg medians go in the model numbers. */
+static int run_eval(const qf_job_spec *spec, qf_job_result *out)
+{
+    char mref[QF_JOB_DATASET_MAX], tref[QF_JOB_DATASET_MAX], why[QF_JOB_ERROR_MAX - 64];
+    char model_path[QF_FETCH_PATH_MAX], text_path[QF_FETCH_PATH_MAX + 64];
+    qf_format fmt;
+    if (qf_format_from_name(spec->format, &fmt) != 0)
+        return failed(out, "format: unknown format '%s'", spec->format);
+    int rc = qf_job_eval_dataset(spec->dataset, mref, sizeof mref, tref, sizeof tref);
+    assert(rc == 0); /* validated */
+    (void)rc;
+    if (manifest_file(mref, QF_MANIFEST_MODEL, model_path, why, sizeof why) != 0)
+        return failed(out, "eval: %s", why);
+    if (strncmp(tref, QF_JOB_TEXT_PREFIX, strlen(QF_JOB_TEXT_PREFIX)) == 0)
+        snprintf(text_path, sizeof text_path, "%s/texts/%s.txt", qf_manifest_default_dir(),
+                 tref + strlen(QF_JOB_TEXT_PREFIX));
+    else if (manifest_file(tref, QF_MANIFEST_TEXT, text_path, why, sizeof why) != 0)
+        return failed(out, "eval: %s", why);
+
+    const int64_t n_pp = spec->rows / 2 < 512 ? spec->rows / 2 : 512;
+    const int64_t n_tg = spec->rows - n_pp < 128 ? spec->rows - n_pp : 128;
+    qf_llama_opts lo = { .n_ctx = spec->rows, .threads = (int)spec->threads };
+    qf_llama *base = NULL, *m = NULL;
+    qf_tokenizer *tok = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    int32_t *ids = NULL;
+    int64_t n = 0;
+    qf_eval_result r;
+    int err = qf_llama_load(model_path, &lo, &base, why, sizeof why);
+    if (!err) {
+        lo.requant = true;
+        lo.requant_fmt = fmt;
+        err = qf_llama_load(model_path, &lo, &m, why, sizeof why);
+    }
+    if (!err)
+        err = qf_tokenizer_new(qf_llama_gguf(m), &tok, why, sizeof why);
+    if (!err)
+        err = read_text(text_path, &text, &len, why, sizeof why);
+    if (!err && (err = qf_tokenizer_encode(tok, text, len, false, &ids, &n)) != 0)
+        setwhy(why, sizeof why, "tokenizing %s: %s", text_path, qf_strerror(err));
+    if (!err) {
+        qf_eval_opts eo = { .n_ctx = spec->rows, .chunks = spec->cols,
+                            .add_bos = qf_tokenizer_adds_bos(tok), .bos = qf_tokenizer_bos(tok) };
+        err = qf_eval_run(m, base, NULL, NULL, ids, n, &eo, &r, why, sizeof why);
+    }
+    qf_llama_destroy(&base);     /* the speed test is of the quantized model alone */
+    double *pp = calloc(spec->reps, sizeof *pp);
+    out->samples = calloc(spec->reps, sizeof *out->samples);
+    if (!err && (!pp || !out->samples)) {
+        err = QF_ENOMEM;
+        setwhy(why, sizeof why, "out of memory for %u samples", spec->reps);
+    }
+    for (uint32_t i = 0; !err && i < spec->reps; i++) {
+        double tg = 0;
+        err = qf_eval_speed(m, n_pp, n_tg, 1, &pp[i], &tg, why, sizeof why);
+        out->samples[i] = tg > 0 ? 1.0 / tg : 0;
+    }
+    if (!err) {
+        out->status = QF_JOB_OK;
+        out->n_samples = spec->reps;
+        out->has_model = true;
+        double tg_s = qf_stats_percentile(out->samples, out->n_samples, 50.0);
+        out->model = (qf_job_model){
+            .ppl = r.ppl, .ppl_err = r.ppl_err, .ppl_base = r.ppl_base, .kld = r.kld_mean,
+            .kld_p99 = r.kld_pct[1], .same_top = r.same_top, .dp_rms = r.dp_rms,
+            .pp_tps = qf_stats_percentile(pp, spec->reps, 50.0),
+            .tg_tps = tg_s > 0 ? 1.0 / tg_s : NAN, .n_scored = r.n_scored,
+        };
+        out->bytes = qf_llama_weight_bytes(m);
+        out->bpw = qf_format_bpw_nominal(fmt);
+        out->throughput_bytes = out->bytes;       /* a generated token reads every weight */
+        snprintf(out->kernel, sizeof out->kernel, "%s", qf_isa_name(qf_isa_best()));
+    }
+    free(pp);
+    free(text);
+    free(ids);
+    qf_tokenizer_destroy(&tok);
+    qf_llama_destroy(&m);
+    if (err)
+        return failed(out, "eval %s on %s: %s", spec->format, spec->dataset, why);
+    return 0;
 }
 
 static int run_noop(const qf_job_spec *spec, qf_job_result *out)

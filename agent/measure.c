@@ -317,12 +317,16 @@ static int generate(qf_measure *m, char *why, size_t why_len)
             return fail(err, why, why_len, "generating the %s weights: %s",
                         qf_synth_dist_name(s->dist), qf_strerror(err));
     }
-    qf_synth_params ap = qf_synth_defaults(QF_SYNTH_GAUSSIAN,
-                                           s->seed ^ UINT64_C(0x9e3779b97f4a7c15));
-    ap.stddev = 1.0;
-    if ((err = qf_synth_fill(&ap, m->act, act_rows(s), s->cols)) != 0)
+    if ((err = qf_measure_activations(s->seed, act_rows(s), s->cols, m->act)) != 0)
         return fail(err, why, why_len, "generating the activations: %s", qf_strerror(err));
     return 0;
+}
+
+int qf_measure_activations(uint64_t seed, int64_t n, int64_t cols, float *x)
+{
+    qf_synth_params ap = qf_synth_defaults(QF_SYNTH_GAUSSIAN, seed ^ UINT64_C(0x9e3779b97f4a7c15));
+    ap.stddev = 1.0;
+    return qf_synth_fill(&ap, x, n, cols);
 }
 
 /* ---- the CUDA backend ---------------------------------------------------------------------- */

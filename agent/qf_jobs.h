@@ -30,4 +30,9 @@ const qf_job_kind *qf_jobs_table(int *n);
  * a reason). Returns 0 when a result was produced (even a FAILED one), negative on misuse. */
 int qf_jobs_run(const qf_job_spec *spec, qf_job_result *out);
 
+/* The weights a job measures: its dataset's tensor (fetched into the cache if needed) or the
+ * generator's matrix for the spec's seed, rows x cols f32; caller frees *weights. The same
+ * matrix quantize/dequantize/matvec measure. qf_err with a reason in why. */
+int qf_jobs_weights(const qf_job_spec *spec, float **weights, char *why, size_t why_len);
+
 #endif

@@ -121,6 +121,12 @@ const char *qf_measure_device(const qf_measure *m);
  * prove which input it measured. */
 const float *qf_measure_input(const qf_measure *m, int64_t *n_elems);
 
+/* The activation rows (n x cols) every measurement of weights generated with seed uses:
+ * unit-scale Gaussian with a seed derived from the weights' own, so they are not the weights.
+ * Shared with the framework adapters, which must multiply the same vector. qf_synth_fill's
+ * errors. */
+int qf_measure_activations(uint64_t seed, int64_t n, int64_t cols, float *x);
+
 /* Times fmt (one of the formats given to qf_measure_new) and fills *out (zeroed first).
  * QF_ENOMEM (also when a thread could not be started), with a reason in why; *out then owns
  * nothing. */

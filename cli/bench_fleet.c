@@ -12,11 +12,16 @@
  *
  * Soak mode (--duration S): the coordinator is the real daemon, `qfleet coordinator` in its own
  * process (this binary, started again), so its memory is its own; a feeder thread keeps a few
- * thousand noop jobs queued for S seconds while the simulated agents answer them, and every
- * --sample-s seconds one line reports that window's jobs/s, p50/p99 dispatch latency and the
+ * thousand noop jobs queued (a warm-up, then S seconds) while the simulated agents answer them;
+ * every --sample-s seconds one line reports that window's jobs/s, p50/p99 dispatch latency and the
  * coordinator's RSS from /proc/PID/status.
- * RSS must stay within 10% of its value after warm-up (a tenth of the run): the exit status
- * says whether it did, so `make soak` fails on a leak.
+ * The S seconds are measured after a warm-up that lasts until every simulated agent has run
+ * --warm-jobs jobs: the coordinator's memory for a peer is mostly libzmq's two pipes to it,
+ * whose queues are chunks of 256 messages (16 KiB) that become resident page by page as
+ * messages pass and are reused after the second chunk, so a peer's share of RSS rises until it
+ * has sent and received 512 messages (512 RESULTs: 512 jobs) and then stays. RSS must stay within
+ * 10% of its value at the end of the warm-up: the exit status says whether it did, so
+ * `make soak` fails on a leak.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -50,18 +55,22 @@
 #define SOAK_CHUNK   2000    /* soak: jobs per SUBMIT, small so one insert stalls nothing long */
 #define SOAK_BACKLOG (3 * SOAK_CHUNK)   /* soak: the feeder keeps about this many queued */
 #define RSS_TOLERANCE 0.10   /* soak: RSS within +-10% of its post-warm-up value */
+#define SOAK_WARM_JOBS 600   /* soak: jobs per agent before measuring (512 fill the pipes) */
+#define SOAK_WARM_LIMIT_S 3600.0   /* soak: a warm-up that takes longer is an error */
 
 typedef struct sim_agent {
     void  *sock;
     double free_since[64];     /* per slot: when its last RESULT left (0: never) */
     int    free_slot[64];      /* slots waiting for a JOB, oldest first (a ring) */
     int    free_head, n_free;
+    int64_t jobs;              /* JOBs answered */
 } sim_agent;
 
 /* One soak window: its end time since the start, rates, and the process's memory. */
 typedef struct soak_sample {
     double t, jobs_per_s, p50_ms, p99_ms;
     long   rss_kb, anon_kb;
+    bool   warmup;             /* the window ended before (or as) the warm-up did */
 } soak_sample;
 
 typedef struct fleet_bench {
@@ -72,8 +81,13 @@ typedef struct fleet_bench {
     size_t  n_latency, cap_latency;
     bool    json;
 
-    double  duration;          /* soak mode: seconds to run; 0 runs `jobs` jobs */
+    double  duration;          /* soak mode: seconds to run after warm-up; 0 runs `jobs` jobs */
     double  sample_s;          /* soak mode: seconds per window */
+    int64_t warm_jobs;         /* soak mode: jobs every agent runs before the measured part */
+    int     n_warm;            /* agents that have run warm_jobs */
+    double  t_warm;            /* when the warm-up ended (0: not yet) */
+    int64_t acked_warm;        /* ACKs by then */
+    double  t_end;             /* when the serving loop stopped */
     _Atomic int64_t acked;     /* ACKs so far; the feeder thread reads it */
     double  t0, win_start, next_sample;
     int64_t win_acked;
@@ -184,7 +198,8 @@ static void soak_tick(fleet_bench *b, double now, int64_t acked)
     if (now < b->next_sample)
         return;
     soak_sample s = { .t = now - b->t0,
-                      .jobs_per_s = (double)(acked - b->win_acked) / (now - b->win_start) };
+                      .jobs_per_s = (double)(acked - b->win_acked) / (now - b->win_start),
+                      .warmup = b->t_warm == 0 || now <= b->t_warm };
     if (b->n_latency) {
         s.p50_ms = qf_stats_percentile(b->latency, b->n_latency, 50) * 1e3;
         s.p99_ms = qf_stats_percentile(b->latency, b->n_latency, 99) * 1e3;
@@ -201,8 +216,9 @@ static void soak_tick(fleet_bench *b, double now, int64_t acked)
     if (b->n_samples < b->cap_samples)
         b->samples[b->n_samples++] = s;
     if (!b->json) {
-        printf("%8.0f %10.0f %9.3f %9.3f %9.1f %9.1f\n", s.t, s.jobs_per_s, s.p50_ms, s.p99_ms,
-               (double)s.rss_kb / 1024.0, (double)s.anon_kb / 1024.0);
+        printf("%8.0f %10.0f %9.3f %9.3f %9.1f %9.1f%s\n", s.t, s.jobs_per_s, s.p50_ms, s.p99_ms,
+               (double)s.rss_kb / 1024.0, (double)s.anon_kb / 1024.0,
+               s.warmup ? "  warm-up" : "");
         fflush(stdout);
     }
     b->n_latency = 0;      /* the array keeps its capacity: no growth after the first window */
@@ -236,7 +252,7 @@ static void *feeder_main(void *arg)
     return NULL;
 }
 
-/* The post-warm-up RSS (first sample at or after a tenth of the run) and the largest relative
+/* The post-warm-up RSS (the sample that closed the warm-up) and the largest relative
  * departure from it afterwards. */
 static void soak_rss(const fleet_bench *b, long *base_kb, double *base_t, double *drift)
 {
@@ -244,7 +260,7 @@ static void soak_rss(const fleet_bench *b, long *base_kb, double *base_t, double
     *base_t = 0;
     *drift = 0;
     size_t i0 = 0;
-    while (i0 + 1 < b->n_samples && b->samples[i0].t < b->duration / 10)
+    while (i0 + 1 < b->n_samples && b->samples[i0 + 1].warmup)
         i0++;
     if (i0 >= b->n_samples || b->samples[i0].rss_kb <= 0)
         return;
@@ -318,8 +334,9 @@ static void raise_fd_limit(int agents)
     }
 }
 
-/* Answers JOBs with noop RESULTs until every job is ACKed (soak mode: until the deadline,
- * closing a sample window every sample_s seconds). */
+/* Answers JOBs with noop RESULTs until every job is ACKed (soak mode: through the warm-up,
+ * which must end before the deadline, then for b->duration more seconds, closing a sample
+ * window every sample_s seconds and one as the warm-up ends). */
 static int agents_serve(fleet_bench *b, sim_agent *ag, double deadline)
 {
     zmq_pollitem_t *items = calloc((size_t)b->agents, sizeof *items);
@@ -334,7 +351,20 @@ static int agents_serve(fleet_bench *b, sim_agent *ag, double deadline)
     while (soak || acked < b->jobs) {
         if (soak) {
             double now = qf_time_mono();
+            if (b->t_warm == 0 && b->n_warm == b->agents) {
+                b->next_sample = now;           /* the baseline: RSS as the warm-up ends */
+                soak_tick(b, now, acked);
+                b->t_warm = now;
+                b->acked_warm = acked;
+                deadline = now + b->duration;
+            }
             soak_tick(b, now, acked);
+            if (now >= deadline && b->t_warm == 0) {
+                err = qf_errorf(QF_ETIMEDOUT, "bench fleet: no warm-up in %.0f s: %d of %d agents "
+                                "ran %" PRId64 " jobs (%" PRId64 " jobs in all)", now - b->t0,
+                                b->n_warm, b->agents, b->warm_jobs, acked);
+                break;
+            }
             if (now >= deadline)
                 break;
         } else if (qf_time_mono() > deadline) {
@@ -360,6 +390,8 @@ static int agents_serve(fleet_bench *b, sim_agent *ag, double deadline)
                     }
                     if (a->free_since[s] > 0)
                         note_latency(b, now - a->free_since[s]);
+                    if (++a->jobs == b->warm_jobs)
+                        b->n_warm++;
                     qf_msg r = { .type = QF_MSG_RESULT, .id = m.id };
                     r.u.result.job_id = m.u.job.job_id;
                     r.u.result.attempt = m.u.job.attempt;
@@ -379,6 +411,7 @@ static int agents_serve(fleet_bench *b, sim_agent *ag, double deadline)
         }
     }
     free(items);
+    b->t_end = qf_time_mono();
     if (soak)
         b->jobs = acked;
     return err;
@@ -393,12 +426,15 @@ static int soak_run(fleet_bench *b, sim_agent *ag, qf_client *c, qf_suite *chunk
         return qf_errorf(QF_ENOMEM, "bench fleet: cannot start the feeder thread");
     b->t0 = b->win_start = qf_time_mono();
     b->next_sample = b->t0 + b->sample_s;
+    if (b->warm_jobs == 0)
+        b->n_warm = b->agents;     /* no warm-up: the baseline is RSS at the start */
     if (!b->json)
-        printf("fleet soak: %d agents x %d slot(s), %.0f s, a sample every %.0f s; RSS is the "
-               "coordinator process's\n"
-               "%8s %10s %9s %9s %9s %9s\n", b->agents, b->slots, b->duration, b->sample_s,
+        printf("fleet soak: %d agents x %d slot(s), %.0f s after a warm-up of %" PRId64 " jobs per "
+               "agent, a sample every %.0f s; RSS is the coordinator process's\n"
+               "%8s %10s %9s %9s %9s %9s\n", b->agents, b->slots, b->duration, b->warm_jobs,
+               b->sample_s,
                "t s", "jobs/s", "p50 ms", "p99 ms", "RSS MiB", "anon MiB");
-    int err = agents_serve(b, ag, b->t0 + b->duration);
+    int err = agents_serve(b, ag, b->t0 + SOAK_WARM_LIMIT_S);
     atomic_store(&f.stop, 1);
     pthread_join(tid, NULL);
     return err ? err : f.err;
@@ -506,9 +542,10 @@ static double echo_rate(void *server_ctx, void *ctx, int n, int slots, int64_t t
 
 /* --- the command ------------------------------------------------------------------------- */
 
-/* The soak's summary (the windows were printed as they closed); QF_EXIT_FAILURE if RSS moved
- * more than RSS_TOLERANCE from its post-warm-up value. */
-static int soak_report(const fleet_bench *b, double seconds)
+/* The soak's summary (the windows were printed as they closed): throughput and latency of the
+ * measured part (after warm-up); QF_EXIT_FAILURE if RSS moved more than RSS_TOLERANCE from its
+ * value as the warm-up ended. */
+static int soak_report(const fleet_bench *b)
 {
     long base_kb;
     double base_t, drift;
@@ -516,40 +553,50 @@ static int soak_report(const fleet_bench *b, double seconds)
     bool flat = fabs(drift) <= RSS_TOLERANCE;
     double worst_p99 = 0;
     double *p99 = malloc((b->n_samples + 1) * sizeof *p99);
+    size_t n_p99 = 0;
     for (size_t i = 0; i < b->n_samples; i++) {
+        if (b->samples[i].warmup)
+            continue;
         worst_p99 = fmax(worst_p99, b->samples[i].p99_ms);
         if (p99)
-            p99[i] = b->samples[i].p99_ms;
+            p99[n_p99++] = b->samples[i].p99_ms;
     }
-    double med_p99 = p99 && b->n_samples ? qf_stats_percentile(p99, b->n_samples, 50) : 0;
+    double med_p99 = p99 && n_p99 ? qf_stats_percentile(p99, n_p99, 50) : 0;
     free(p99);
-    double rate = (double)b->jobs / seconds;
+    double warm_s = b->t_warm - b->t0, seconds = b->t_end - b->t_warm;
+    int64_t jobs = b->jobs - b->acked_warm;
+    double rate = (double)jobs / seconds;
     if (b->json) {
         printf("{\"op\":\"fleet\",\"mode\":\"soak\",\"agents\":%d,\"slots\":%d,"
-               "\"seconds\":%.3f,\"jobs\":%" PRId64 ",\"jobs_per_s\":%.1f,"
+               "\"warm_jobs_per_agent\":%" PRId64 ",\"warmup_s\":%.3f,\"warmup_jobs\":%" PRId64
+               ",\"seconds\":%.3f,\"jobs\":%" PRId64 ",\"jobs_per_s\":%.1f,"
                "\"dispatch_p99_ms_median\":%.4f,\"dispatch_p99_ms_max\":%.4f,"
                "\"rss_baseline_kb\":%ld,\"rss_baseline_t\":%.1f,\"rss_max_drift\":%.4f,"
-               "\"rss_flat\":%s,\"samples\":[", b->agents, b->slots, seconds, b->jobs, rate,
-               med_p99, worst_p99, base_kb, base_t, drift, flat ? "true" : "false");
+               "\"rss_flat\":%s,\"samples\":[", b->agents, b->slots, b->warm_jobs, warm_s,
+               b->acked_warm, seconds, jobs, rate, med_p99, worst_p99, base_kb, base_t, drift,
+               flat ? "true" : "false");
         for (size_t i = 0; i < b->n_samples; i++) {
             const soak_sample *s = &b->samples[i];
             printf("%s{\"t\":%.1f,\"jobs_per_s\":%.1f,\"dispatch_p50_ms\":%.4f,"
-                   "\"dispatch_p99_ms\":%.4f,\"rss_kb\":%ld,\"rss_anon_kb\":%ld}",
-                   i ? "," : "", s->t, s->jobs_per_s, s->p50_ms, s->p99_ms, s->rss_kb,
-                   s->anon_kb);
+                   "\"dispatch_p99_ms\":%.4f,\"rss_kb\":%ld,\"rss_anon_kb\":%ld,"
+                   "\"warmup\":%s}", i ? "," : "", s->t, s->jobs_per_s, s->p50_ms, s->p99_ms,
+                   s->rss_kb, s->anon_kb, s->warmup ? "true" : "false");
         }
         printf("]}\n");
     } else {
-        printf("soak: %" PRId64 " noop jobs in %.0f s: %.0f jobs/s; dispatch p99 per window: "
-               "median %.3f ms, worst %.3f ms\n", b->jobs, seconds, rate, med_p99, worst_p99);
-        printf("coordinator RSS: %.1f MiB at %.0f s (after warm-up), largest change after it %+.1f%% "
-               "(limit +-%.0f%%): %s\n", (double)base_kb / 1024.0, base_t, drift * 100,
+        printf("warm-up: %" PRId64 " noop jobs in %.0f s (every agent ran %" PRId64 ")\n",
+               b->acked_warm, warm_s, b->warm_jobs);
+        printf("soak: %" PRId64 " noop jobs in %.0f s after it: %.0f jobs/s; dispatch p99 per "
+               "window: median %.3f ms, worst %.3f ms\n", jobs, seconds, rate, med_p99,
+               worst_p99);
+        printf("coordinator RSS: %.1f MiB at %.0f s (end of warm-up), largest change after it "
+               "%+.1f%% (limit +-%.0f%%): %s\n", (double)base_kb / 1024.0, base_t, drift * 100,
                RSS_TOLERANCE * 100, flat ? "flat" : "NOT FLAT");
     }
     fflush(stdout);
     if (!flat)
-        qf_errorf(QF_ERANGE, "bench fleet: the coordinator's RSS moved %+.1f%% from its post-warm-up %ld kB",
-                  drift * 100, base_kb);
+        qf_errorf(QF_ERANGE, "bench fleet: the coordinator's RSS moved %+.1f%% from its "
+                  "post-warm-up %ld kB", drift * 100, base_kb);
     return flat ? QF_EXIT_OK : QF_EXIT_FAILURE;
 }
 
@@ -558,7 +605,8 @@ static volatile sig_atomic_t g_coord_stop;
 static void usage(FILE *out)
 {
     fputs("usage: qfleet bench --op fleet [--agents N] [--jobs M] [--slots S] [--json]\n"
-          "       qfleet bench --op fleet --duration S [--sample-s T] [--agents N] [--json]\n"
+          "       qfleet bench --op fleet --duration S [--sample-s T] [--warm-jobs N]\n"
+          "                               [--agents N] [--json]\n"
           "\n"
           "Jobs per second through a real coordinator (SQLite store with durable commits, tcp\n"
           "on loopback) with N simulated agents answering noop jobs at once, with p50/p99\n"
@@ -567,10 +615,12 @@ static void usage(FILE *out)
           "  --agents N   simulated agents (default 100)\n"
           "  --jobs M     noop jobs (default 100000)\n"
           "  --slots S    jobs in flight per agent (default 1)\n"
-          "  --duration S soak mode: run S seconds with jobs kept queued, instead of --jobs;\n"
-          "               one line per window: jobs/s, dispatch p50/p99, RSS; exits 1 if RSS\n"
-          "               leaves +-10% of its post-warm-up value\n"
+          "  --duration S soak mode: run S seconds with jobs kept queued, instead of --jobs,\n"
+          "               after a warm-up; one line per window: jobs/s, dispatch p50/p99, RSS;\n"
+          "               exits 1 if RSS leaves +-10% of its value as the warm-up ended\n"
           "  --sample-s T soak mode: seconds per window (default 5)\n"
+          "  --warm-jobs N soak mode: the warm-up lasts until every agent has run N jobs\n"
+          "               (default 600: libzmq's queues to a peer are then at their size)\n"
           "  --json       machine-readable output\n", out);
 }
 
@@ -583,11 +633,13 @@ int qf_bench_fleet_main(int argc, char **argv)
         { "slots", required_argument, NULL, 's' },
         { "duration", required_argument, NULL, 'd' },
         { "sample-s", required_argument, NULL, 'S' },
+        { "warm-jobs", required_argument, NULL, 'W' },
         { "json", no_argument, NULL, 'J' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    fleet_bench b = { .agents = 100, .slots = 1, .jobs = 100000, .sample_s = 5 };
+    fleet_bench b = { .agents = 100, .slots = 1, .jobs = 100000, .sample_s = 5,
+                      .warm_jobs = SOAK_WARM_JOBS };
     bool json = false;
     int64_t v;
     int ch;
@@ -620,6 +672,11 @@ int qf_bench_fleet_main(int argc, char **argv)
             if (qf_cli_parse_int("bench", "--sample-s", optarg, 1, 3600, &v))
                 return QF_EXIT_USAGE;
             b.sample_s = (double)v;
+            break;
+        case 'W':
+            if (qf_cli_parse_int("bench", "--warm-jobs", optarg, 0, 1000000, &v))
+                return QF_EXIT_USAGE;
+            b.warm_jobs = v;
             break;
         case 'J': json = true; break;
         case 'h': usage(stdout); return QF_EXIT_OK;
@@ -722,7 +779,7 @@ int qf_bench_fleet_main(int argc, char **argv)
         return QF_EXIT_FAILURE;
     }
     if (b.duration > 0) {
-        int rc = soak_report(&b, t1 - t0);
+        int rc = soak_report(&b);
         free(ag);
         free(b.latency);
         free(b.samples);

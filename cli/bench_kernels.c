@@ -57,8 +57,6 @@
 #define MAX_COPIES   4096
 #define MIN_BW_BYTES (UINT64_C(64) << 20)
 #define DEFAULT_MAX_MEM (UINT64_C(8) << 30)
-#define GGML_F32     0           /* GGML_TYPE_F32 */
-#define GGML_TP_PARAMS_BYTES 4096 /* > sizeof(struct ggml_threadpool_params) (~530 bytes) */
 
 /* ---- options ------------------------------------------------------------------------------ */
 
@@ -368,266 +366,34 @@ static void host_name(char *buf, size_t size)
     buf[size - 1] = '\0';
 }
 
-/* ---- ggml's API, as much as we call ------------------------------------------------------- */
+/* ---- ggml's graph (agent/ggml_peer.c), with this command's name on its errors ----------- */
 
-/* ggml.h's struct ggml_init_params, passed by value to ggml_init. */
-typedef struct kb_ggml_init_params {
-    size_t mem_size;
-    void  *mem_buffer;
-    bool   no_alloc;
-} kb_ggml_init_params;
-
-/* The leading fields of ggml-cpu.h's struct ggml_type_traits_cpu. */
-typedef struct kb_ggml_cpu_traits {
-    qf_ggml_from_float from_float;
-    qf_ggml_vec_dot    vec_dot;
-    int                vec_dot_type;   /* enum ggml_type */
-    int64_t            nrows;
-} kb_ggml_cpu_traits;
-
-typedef struct ggml_api {
-    void *(*init)(kb_ggml_init_params params);
-    void (*free_ctx)(void *ctx);
-    size_t (*tensor_overhead)(void);
-    size_t (*graph_overhead_custom)(size_t size, bool grads);
-    void *(*new_tensor_2d)(void *ctx, int type, int64_t ne0, int64_t ne1);
-    void *(*mul_mat)(void *ctx, void *a, void *b);
-    void *(*new_graph_custom)(void *ctx, size_t size, bool grads);
-    void (*build_forward_expand)(void *graph, void *tensor);
-    void *(*cpu_backend_init)(void);
-    void (*cpu_set_n_threads)(void *backend, int n);
-    void (*cpu_set_threadpool)(void *backend, void *tp);
-    void (*backend_free)(void *backend);
-    void *(*cpu_reg)(void);
-    void *(*reg_dev_get)(void *reg, size_t index);
-    void *(*reg_proc_address)(void *reg, const char *name);
-    const char *(*buft_name)(void *buft);
-    void *(*cpu_buffer_type)(void);
-    void *(*alloc_ctx_tensors)(void *ctx, void *buft);
-    void (*buffer_free)(void *buffer);
-    bool (*dev_supports_op)(void *dev, const void *op);
-    void (*tensor_set)(void *tensor, const void *data, size_t offset, size_t size);
-    void *(*gallocr_new)(void *buft);
-    bool (*gallocr_alloc_graph)(void *galloc, void *graph);
-    void (*gallocr_free)(void *galloc);
-    int (*graph_compute)(void *backend, void *graph);   /* enum ggml_status, 0: success */
-    void (*tp_params_init)(void *params, int n_threads);
-    void *(*tp_new)(void *params);
-    void (*tp_free)(void *tp);
-    void (*tp_pause)(void *tp);
-    void (*tp_resume)(void *tp);
-    const kb_ggml_cpu_traits *(*cpu_traits)(int type);
-    void (*log_set)(void (*cb)(int level, const char *text, void *user), void *user);
-    /* resolved once */
-    void *dev;            /* the CPU backend's device */
-    void *repack_buft;    /* its CPU_REPACK extra buffer type, NULL if it has none */
-} ggml_api;
-
-/* ggml logs every repacked tensor at INFO level; only its warnings and errors reach stderr.
- * Level numbers are ggml.h's enum ggml_log_level (5: the previous message continues). Called
- * from whichever thread logs; the remembered level is only a filter for continuations. */
-static void quiet_log(int level, const char *text, void *user)
-{
-    static _Atomic int last;
-    (void)user;
-    if (level == 5)
-        level = atomic_load(&last);
-    else
-        atomic_store(&last, level);
-    if (level >= 3)
-        fputs(text, stderr);
-}
-
-static int ggml_api_load(const qf_ggml *g, ggml_api *a, char *why, size_t why_len)
-{
-    static const struct { size_t off; const char *name; } syms[] = {
-#define S_(field, name) { offsetof(ggml_api, field), name }
-        S_(init, "ggml_init"), S_(free_ctx, "ggml_free"),
-        S_(tensor_overhead, "ggml_tensor_overhead"),
-        S_(graph_overhead_custom, "ggml_graph_overhead_custom"),
-        S_(new_tensor_2d, "ggml_new_tensor_2d"), S_(mul_mat, "ggml_mul_mat"),
-        S_(new_graph_custom, "ggml_new_graph_custom"),
-        S_(build_forward_expand, "ggml_build_forward_expand"),
-        S_(cpu_backend_init, "ggml_backend_cpu_init"),
-        S_(cpu_set_n_threads, "ggml_backend_cpu_set_n_threads"),
-        S_(cpu_set_threadpool, "ggml_backend_cpu_set_threadpool"),
-        S_(backend_free, "ggml_backend_free"), S_(cpu_reg, "ggml_backend_cpu_reg"),
-        S_(reg_dev_get, "ggml_backend_reg_dev_get"),
-        S_(reg_proc_address, "ggml_backend_reg_get_proc_address"),
-        S_(buft_name, "ggml_backend_buft_name"),
-        S_(cpu_buffer_type, "ggml_backend_cpu_buffer_type"),
-        S_(alloc_ctx_tensors, "ggml_backend_alloc_ctx_tensors_from_buft"),
-        S_(buffer_free, "ggml_backend_buffer_free"),
-        S_(dev_supports_op, "ggml_backend_dev_supports_op"),
-        S_(tensor_set, "ggml_backend_tensor_set"), S_(gallocr_new, "ggml_gallocr_new"),
-        S_(gallocr_alloc_graph, "ggml_gallocr_alloc_graph"),
-        S_(gallocr_free, "ggml_gallocr_free"),
-        S_(graph_compute, "ggml_backend_graph_compute"),
-        S_(tp_params_init, "ggml_threadpool_params_init"), S_(tp_new, "ggml_threadpool_new"),
-        S_(tp_free, "ggml_threadpool_free"), S_(tp_pause, "ggml_threadpool_pause"),
-        S_(tp_resume, "ggml_threadpool_resume"), S_(cpu_traits, "ggml_get_type_traits_cpu"),
-        S_(log_set, "ggml_log_set"),
-#undef S_
-    };
-    memset(a, 0, sizeof *a);
-    for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
-        void *p = qf_ggml_sym(g, syms[i].name);
-        if (!p) {
-            snprintf(why, why_len, "%s/%s: no symbol %s", g->dir, g->cpu_lib, syms[i].name);
-            return QF_EDLOPEN;
-        }
-        memcpy((char *)a + syms[i].off, &p, sizeof p);
-    }
-    a->log_set(quiet_log, NULL);
-    a->dev = a->reg_dev_get(a->cpu_reg(), 0);
-    void *fp = a->reg_proc_address(a->cpu_reg(), "ggml_backend_dev_get_extra_bufts");
-    if (a->dev && fp) {
-        void **(*extra)(void *dev);
-        memcpy(&extra, &fp, sizeof fp);
-        for (void **b = extra(a->dev); b && *b; b++)
-            if (strcmp(a->buft_name(*b), "CPU_REPACK") == 0)
-                a->repack_buft = *b;
-    }
-    return 0;
-}
-
-/* One ggml graph: ncopies independent mul_mats W_c x X, one per weight copy, so one compute
- * sweeps them all (as our sweep does); the weights in the CPU_REPACK buffer where ggml repacks
- * this type and shape, else in the plain CPU buffer. */
-typedef struct ggraph {
-    void *ctx_w, *ctx_x, *ctx_g, *buf_w, *buf_x, *galloc, *graph;
-    void **w;            /* the ncopies weight tensors */
-    bool repacked;
-} ggraph;
-
-static void ggraph_free(const ggml_api *a, ggraph *g)
-{
-    if (g->galloc)
-        a->gallocr_free(g->galloc);
-    if (g->buf_w)
-        a->buffer_free(g->buf_w);
-    if (g->buf_x)
-        a->buffer_free(g->buf_x);
-    if (g->ctx_g)
-        a->free_ctx(g->ctx_g);
-    if (g->ctx_x)
-        a->free_ctx(g->ctx_x);
-    if (g->ctx_w)
-        a->free_ctx(g->ctx_w);
-    free(g->w);
-    memset(g, 0, sizeof *g);
-}
-
-/* Builds the graph with the weights in buft, copy c's bytes from w + c * wbytes, and X (n rows
- * of cols) from x. *unsupported (nothing left allocated) if buft is the repack type and ggml
- * does not repack this type and shape: its set_tensor would find no repack traits. */
-static int ggraph_build_in(const ggml_api *a, void *buft, int type, int64_t rows, int64_t cols,
-                           const uint8_t *w, size_t wbytes, int ncopies, const float *x,
-                           int64_t n, ggraph *g, bool *unsupported)
-{
-    size_t nodes = 2 * (size_t)ncopies + 8;
-    memset(g, 0, sizeof *g);
-    *unsupported = false;
-    g->w = calloc((size_t)ncopies, sizeof *g->w);
-    g->ctx_w = a->init((kb_ggml_init_params){ a->tensor_overhead() * (size_t)(ncopies + 1),
-                                              NULL, true });
-    g->ctx_x = a->init((kb_ggml_init_params){ a->tensor_overhead() * 2, NULL, true });
-    g->ctx_g = a->init((kb_ggml_init_params){
-        a->tensor_overhead() * nodes + a->graph_overhead_custom(nodes, false), NULL, true });
-    if (!g->w || !g->ctx_w || !g->ctx_x || !g->ctx_g)
-        goto fail;
-    void *xt = a->new_tensor_2d(g->ctx_x, GGML_F32, cols, n);
-    g->graph = a->new_graph_custom(g->ctx_g, nodes, false);
-    void *first = NULL;
-    for (int c = 0; c < ncopies; c++) {
-        g->w[c] = a->new_tensor_2d(g->ctx_w, type, cols, rows);
-        void *y = a->mul_mat(g->ctx_g, g->w[c], xt);
-        a->build_forward_expand(g->graph, y);
-        if (!first)
-            first = y;
-    }
-    if (!(g->buf_w = a->alloc_ctx_tensors(g->ctx_w, buft)) ||
-        !(g->buf_x = a->alloc_ctx_tensors(g->ctx_x, a->cpu_buffer_type())))
-        goto fail;
-    if (buft == a->repack_buft && !a->dev_supports_op(a->dev, first)) {
-        *unsupported = true;
-        goto fail;
-    }
-    for (int c = 0; c < ncopies; c++)
-        a->tensor_set(g->w[c], w + (size_t)c * wbytes, 0, wbytes);
-    a->tensor_set(xt, x, 0, sizeof(float) * (size_t)(n * cols));
-    if (!(g->galloc = a->gallocr_new(a->cpu_buffer_type())) ||
-        !a->gallocr_alloc_graph(g->galloc, g->graph))
-        goto fail;
-    g->repacked = buft == a->repack_buft;
-    return 0;
-fail:
-    ggraph_free(a, g);
-    return *unsupported ? 0 : QF_ENOMEM;
-}
-
-/* The graph in the repack buffer where ggml repacks, else in the plain CPU buffer. */
-static int ggraph_build(const ggml_api *a, int type, int64_t rows, int64_t cols,
+static int ggraph_build(const qf_ggml_api *a, int type, int64_t rows, int64_t cols,
                         const uint8_t *w, size_t wbytes, int ncopies, const float *x, int64_t n,
-                        ggraph *g)
+                        qf_ggml_graph *g)
 {
-    bool unsupported = true;
-    int err = 0;
-    if (a->repack_buft)
-        err = ggraph_build_in(a, a->repack_buft, type, rows, cols, w, wbytes, ncopies, x, n, g,
-                              &unsupported);
-    if (!err && unsupported)
-        err = ggraph_build_in(a, a->cpu_buffer_type(), type, rows, cols, w, wbytes, ncopies, x,
-                              n, g, &unsupported);
-    return err ? qf_errorf(err, "%s: ggml could not allocate a %" PRId64 "x%" PRId64
-                           " graph of %d copies", CMD, rows, cols, ncopies) : 0;
+    char why[256];
+    int err = qf_ggml_graph_build(a, type, rows, cols, w, wbytes, ncopies, x, n, g, why,
+                                  sizeof why);
+    return err ? qf_errorf(err, "%s: %s", CMD, why) : 0;
 }
 
-/* A CPU backend on a threadpool of n threads. */
-typedef struct gbackend {
-    void *backend, *tp;
-} gbackend;
-
-static void gbackend_free(const ggml_api *a, gbackend *b)
+/* all_cpus: the CPUs the process started with; our thread is pinned to core 0 by then
+ * (team_new, qf_pool_new), and ggml's threads would inherit that one core. */
+static int gbackend_new(const qf_ggml_api *a, int n, const cpu_set_t *all_cpus,
+                        qf_ggml_backend *b)
 {
-    if (b->backend)
-        a->backend_free(b->backend);
-    if (b->tp)
-        a->tp_free(b->tp);
-    memset(b, 0, sizeof *b);
+    char why[256];
+    int err = qf_ggml_backend_new(a, n, all_cpus, b, why, sizeof why);
+    return err ? qf_errorf(err, "%s: %s", CMD, why) : 0;
 }
 
-/* all_cpus: the CPUs the process started with. New threads inherit their creator's binding,
- * and ours is pinned to core 0 by then (team_new, qf_pool_new): ggml's threads would all share
- * that one core. So the calling thread is unbound while ggml starts them, then pinned again. */
-static int gbackend_new(const ggml_api *a, int n, const cpu_set_t *all_cpus, gbackend *b)
+static int gbackend_compute(const qf_ggml_api *a, const qf_ggml_backend *b,
+                            const qf_ggml_graph *g)
 {
-    _Alignas(64) unsigned char params[GGML_TP_PARAMS_BYTES];
-    memset(b, 0, sizeof *b);
-    a->tp_params_init(params, n);
-    pthread_setaffinity_np(pthread_self(), sizeof *all_cpus, all_cpus);
-    b->tp = a->tp_new(params);
-    qf_pin_thread(0);
-    b->backend = a->cpu_backend_init();
-    if (!b->tp || !b->backend) {
-        gbackend_free(a, b);
-        return qf_errorf(QF_ENOMEM, "%s: ggml could not start a CPU backend of %d threads", CMD,
-                         n);
-    }
-    a->cpu_set_n_threads(b->backend, n);
-    a->cpu_set_threadpool(b->backend, b->tp);
-    a->tp_pause(b->tp);
-    return 0;
-}
-
-/* One compute of g; the pool sleeps again after it so it does not poll through our samples. */
-static int gbackend_compute(const ggml_api *a, const gbackend *b, const ggraph *g)
-{
-    a->tp_resume(b->tp);
-    int st = a->graph_compute(b->backend, g->graph);
-    a->tp_pause(b->tp);
-    return st == 0 ? 0 : qf_errorf(QF_EUNSUP, "%s: ggml graph compute failed (%d)", CMD,
-                                   st);
+    char why[256];
+    int err = qf_ggml_backend_compute(a, b, g, why, sizeof why);
+    return err ? qf_errorf(err, "%s: %s", CMD, why) : 0;
 }
 
 /* ---- the team: pinned threads that run one share each of a job ---------------------------- */
@@ -892,7 +658,7 @@ typedef struct kb_ctx {
     const kb_opts *o;
     uint64_t  llc;
     const qf_ggml *peer;         /* NULL without --vs-ggml */
-    const ggml_api *api;
+    const qf_ggml_api *api;
     cpu_set_t all_cpus;          /* the process's CPUs at start, before any pinning */
     json_t   *doc;               /* --json */
 } kb_ctx;
@@ -921,8 +687,8 @@ static double plain_sample(team *t, job *j, const kb_row *r, const float *x,
     return (double)r->w_bytes * r->ncopies / s / 1e9;
 }
 
-static int graph_sample(const kb_ctx *c, const gbackend *b, const ggraph *g, double work,
-                        double *out)
+static int graph_sample(const kb_ctx *c, const qf_ggml_backend *b, const qf_ggml_graph *g,
+                        double work, double *out)
 {
     double t0 = qf_time_mono();
     int err = gbackend_compute(c->api, b, g);
@@ -951,8 +717,8 @@ static int wanted_copies(uint64_t llc, uint64_t w_bytes)
 /* Matvec samples of one row, interleaved with the DRAM probe: r->ncopies copies of the weights
  * back to back in copies, and ggml's graph g of the same on backend gb (used when r->gtype is
  * a ggml type). Also fills r->nmse_vs_ggml from one untimed pass of each. */
-static int measure_matvec(const kb_ctx *c, kb_shape *sh, team *t, const gbackend *gb,
-                          const ggraph *g, const uint8_t *copies, kb_row *r)
+static int measure_matvec(const kb_ctx *c, kb_shape *sh, team *t, const qf_ggml_backend *gb,
+                          const qf_ggml_graph *g, const uint8_t *copies, kb_row *r)
 {
     const kb_opts *o = c->o;
     size_t act_bytes = qf_format_row_size(qf_format_get(r->fmt)->act, r->cols);
@@ -969,7 +735,7 @@ static int measure_matvec(const kb_ctx *c, kb_shape *sh, team *t, const gbackend
         err = qf_errorf(QF_ENOMEM, "%s: out of memory for a %" PRId64 "-row matvec", CMD,
                         r->rows);
     if (!err && r->gtype >= 0) {
-        const kb_ggml_cpu_traits *tr = c->api->cpu_traits(r->gtype);
+        const qf_ggml_cpu_traits *tr = c->api->cpu_traits(r->gtype);
         int vdt = tr->vec_dot_type;
         from = c->api->cpu_traits(vdt)->from_float;
         size_t gbytes = c->peer->type_size(vdt) * (size_t)(r->cols / c->peer->blck_size(vdt));
@@ -1045,8 +811,8 @@ static int measure_quantize(const kb_ctx *c, const kb_shape *sh, team *t, kb_row
 
 /* The prefill-like product with mm_n activation rows: qf_matmul on a pool of r->threads, and
  * ggml's MUL_MAT graph of the same (gm; NULL: none), interleaved. */
-static int measure_matmul(const kb_ctx *c, const kb_shape *sh, const gbackend *gb,
-                          const ggraph *gm, const uint8_t *w, kb_row *r)
+static int measure_matmul(const kb_ctx *c, const kb_shape *sh, const qf_ggml_backend *gb,
+                          const qf_ggml_graph *gm, const uint8_t *w, kb_row *r)
 {
     qf_pool *pool = NULL;
     size_t scratch_bytes = qf_matmul_scratch_bytes(&r->ks, r->mm_n, r->cols);
@@ -1315,7 +1081,7 @@ static int run_format(const kb_ctx *c, kb_shape *sh, qf_format fmt, uint64_t bud
 
     uint8_t *copies = aligned_alloc(64, (base.w_bytes * (uint64_t)ncopies + 63) / 64 * 64);
     team *t = NULL;
-    ggraph gv = { 0 }, gm = { 0 };
+    qf_ggml_graph gv = { 0 }, gm = { 0 };
     if (!copies)
         return qf_errorf(QF_ENOMEM, "%s: out of memory for %d copies of %s", CMD, ncopies,
                          qf_format_get(fmt)->name);
@@ -1337,7 +1103,7 @@ static int run_format(const kb_ctx *c, kb_shape *sh, qf_format fmt, uint64_t bud
     }
     for (int i = 0; i < o->nthreads && !err; i++) {
         kb_row r = base;
-        gbackend gb = { 0 };
+        qf_ggml_backend gb = { 0 };
         r.threads = o->threads[i];
         if ((err = team_new(r.threads, &t)) != 0)
             break;
@@ -1353,13 +1119,13 @@ static int run_format(const kb_ctx *c, kb_shape *sh, qf_format fmt, uint64_t bud
         if (!err)
             err = emit_row(c, &r);
         if (r.gtype >= 0)
-            gbackend_free(c->api, &gb);
+            qf_ggml_backend_free(c->api, &gb);
         row_clear(&r);
     }
 out:
     if (base.gtype >= 0) {
-        ggraph_free(c->api, &gv);
-        ggraph_free(c->api, &gm);
+        qf_ggml_graph_free(c->api, &gv);
+        qf_ggml_graph_free(c->api, &gm);
     }
     team_destroy(&t);
     free(copies);
@@ -1401,7 +1167,7 @@ static int run_shape(const kb_ctx *c, int s, uint8_t *bw, size_t bw_bytes)
     return err;
 }
 
-static int run_all(const kb_opts *o, const qf_ggml *peer, const ggml_api *api)
+static int run_all(const kb_opts *o, const qf_ggml *peer, const qf_ggml_api *api)
 {
     kb_ctx c = { .o = o, .llc = o->llc, .peer = peer, .api = api };
     if (sched_getaffinity(0, sizeof c.all_cpus, &c.all_cpus) != 0) {
@@ -1463,12 +1229,12 @@ int qf_bench_kernels_main(int argc, char **argv)
     if (rc != 0)
         return QF_EXIT_USAGE;
     qf_ggml peer;
-    ggml_api api;
+    qf_ggml_api api;
     if (o.vs_ggml) {
         char why[1400];
         int err = qf_ggml_open(&peer, o.ggml_dir, QF_GGML_CPU_BEST, why, sizeof why);
         if (!err)
-            err = ggml_api_load(&peer, &api, why, sizeof why);
+            err = qf_ggml_api_load(&peer, &api, why, sizeof why);
         if (err) {
             qf_errorf(err, "%s --vs-ggml: %s", CMD, why);
             return err == QF_ENOENT ? QF_EXIT_USAGE : QF_EXIT_FAILURE;

@@ -239,7 +239,7 @@ static void draw_bar(const qf_run_progress *p, double elapsed, bool final)
     fflush(stderr);
 }
 
-int qf_client_wait(qf_client *c, int64_t run_id, double timeout_s,
+int qf_client_wait(qf_client *c, int64_t run_id, double timeout_s, int64_t unrunnable,
                    volatile const sig_atomic_t *stop, qf_run_progress *out)
 {
     bool tty = isatty(STDERR_FILENO);
@@ -248,7 +248,7 @@ int qf_client_wait(qf_client *c, int64_t run_id, double timeout_s,
         int err = qf_client_progress(c, run_id, out);
         if (err)
             return err;
-        bool over = out->queued + out->leased == 0;
+        bool over = out->leased == 0 && out->queued <= unrunnable;
         if (tty)
             draw_bar(out, qf_time_mono() - start, over);
         if (over)
@@ -397,7 +397,7 @@ int qf_cmd_submit(int argc, char **argv)
         sigemptyset(&sa.sa_mask);
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
-        err = qf_client_wait(&c, run_id, (double)timeout, &g_stop, &p);
+        err = qf_client_wait(&c, run_id, (double)timeout, 0, &g_stop, &p);
         if (!err)
             print_progress_line(&p);
     }

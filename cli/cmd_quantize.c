@@ -9,6 +9,13 @@
  * (or --keep's type); anything else is copied. Metadata is copied (GGUF in) or generated (HF
  * in), with general.file_type and general.quantization_version set.
  *
+ * With --imatrix FILE (llama-imatrix's legacy .dat or GGUF output, datasets/qf_imatrix_file.h)
+ * the quantized weights that have an entry are quantized with their columns' importance
+ * (qf_imatrix.h), byte for byte as llama-quantize --imatrix does; as there, a tensor without an
+ * entry is quantized plainly, and an entry whose size is not the tensor's row length (times its
+ * experts) is an error, except for token_embd.weight, which then goes unweighted. The output
+ * carries llama-quantize's quantize.imatrix.* keys.
+ *
  * One tensor at a time: decode to float, quantize with --threads workers over row ranges
  * (each worker also decodes its rows back, for the tensor's SNR against the float source),
  * stream the bytes to the writer, free. The writer renames OUT into place only when every
@@ -33,6 +40,8 @@
 #include "qf_formats.h"
 #include "qf_gguf.h"
 #include "qf_hf_llama.h"
+#include "qf_imatrix.h"
+#include "qf_imatrix_file.h"
 #include "qf_metrics.h"
 #include "qf_time.h"
 
@@ -79,17 +88,22 @@ typedef struct plan {
     size_t      hf_index;           /* HF input */
     qf_tensor_metrics met;
     bool        has_met;
+    /* --imatrix: the entry's importances (ncols per matrix), or NULL */
+    const float *importance;
+    int64_t     rows_per_mat;       /* rows sharing one matrix's importances (experts: ne[1]) */
+    bool        no_entry;           /* a quantized weight the imatrix has no entry for */
 } plan;
 
 typedef struct job {
     /* inputs */
-    const char *in_path, *out_path;
+    const char *in_path, *out_path, *imatrix_path;
     qf_format   type, keep;
     int         threads;
     bool        tty;
     /* input model: exactly one of these */
     qf_gguf     *gguf;
     qf_hf_llama *hf;
+    qf_imatrix_file *im;            /* --imatrix, or NULL */
     /* plan */
     plan        *p;
     size_t       n;
@@ -97,7 +111,8 @@ typedef struct job {
 
 static void usage(FILE *out)
 {
-    fputs("usage: qfleet quantize IN OUT --type TYPE [--threads N] [--keep TYPE_FOR_1D]\n"
+    fputs("usage: qfleet quantize IN OUT --type TYPE [--imatrix FILE] [--threads N]\n"
+          "                       [--keep TYPE_FOR_1D]\n"
           "\n"
           "Quantize a model to a GGUF file that llama.cpp loads, like llama-quantize --pure.\n"
           "IN is a GGUF model (F32/F16/BF16 tensors; quantized ones are requantized) or a\n"
@@ -110,6 +125,10 @@ static void usage(FILE *out)
           "Options:\n"
           "  --type TYPE       q8_0, q4_0, q4_1, q5_0, q5_1, q2_K, q3_K, q4_K, q5_K, q6_K,\n"
           "                    iq4_nl, f16, bf16 or f32 (see qfleet formats)\n"
+          "  --imatrix FILE    importance matrix from llama-imatrix (GGUF or legacy .dat):\n"
+          "                    weights with an entry are quantized weighted by it, as\n"
+          "                    llama-quantize --imatrix does (q4_0, q4_1, q5_0, q5_1, the\n"
+          "                    K-quants and iq4_nl use it; q8_0 and float types ignore it)\n"
           "  --threads N       quantize with N threads (default: the online CPUs)\n"
           "  --keep TYPE       type of 1-D tensors (norms, biases): f32 (default), f16, bf16\n"
           "  -h, --help        this help\n"
@@ -281,10 +300,52 @@ static int plan_hf(job *j)
     return 0;
 }
 
+/* Gives each quantized weight its --imatrix entry, with llama-quantize's rules: no entry, no
+ * weighting; an entry must hold ne[0] x ne[2] values (a row's columns, per expert), else the
+ * file is for another model and we stop, except for token_embd.weight, which llama.cpp then
+ * quantizes unweighted (llama-imatrix does not collect it; a mismatch there is common). */
+static int attach_imatrix(job *j)
+{
+    for (size_t i = 0; i < j->n; i++) {
+        plan *p = &j->p[i];
+        if (p->act != ACT_QUANTIZE || !is_quantizable(p->name, p->n_dims))
+            continue;
+        const qf_imatrix_entry *e = qf_imatrix_file_find(j->im, p->name);
+        if (!e) {
+            p->no_entry = true;
+            continue;
+        }
+        const int64_t nmat = p->dims[2] * p->dims[3];
+        if (e->nval != p->ncols * nmat) {
+            if (strcmp(p->name, "token_embd.weight") == 0) {
+                fprintf(stderr, "qfleet: note: %s: the entry for token_embd.weight has %" PRId64
+                        " values, the tensor needs %" PRId64 ": quantizing it unweighted, as "
+                        "llama.cpp does\n", j->imatrix_path, e->nval, p->ncols * nmat);
+                continue;
+            }
+            return qf_errorf(QF_EINVAL, "quantize: %s: entry '%s' has %" PRId64 " values, the "
+                             "tensor needs %" PRId64 " (%" PRId64 " columns x %" PRId64
+                             " matrices): an imatrix of another model?", j->imatrix_path,
+                             p->name, e->nval, p->ncols * nmat, p->ncols, nmat);
+        }
+        p->importance = e->values;
+        p->rows_per_mat = p->nrows / nmat;
+    }
+    return 0;
+}
+
+/* Whether plan p is quantized with importance weights. */
+static bool weighted(const plan *p)
+{
+    return p->importance && qf_quantize_uses_importance(p->out_fmt);
+}
+
 /* --- quantizing one tensor --------------------------------------------------------------------- */
 
 typedef struct slice {
     qf_format   fmt;
+    const float *importance;    /* per matrix of rows_per_mat rows, or NULL */
+    int64_t      rows_per_mat;
     const float *src;
     void        *dst;
     float       *back;      /* decoded rows, for the SNR */
@@ -299,17 +360,27 @@ static void *run_slice(void *arg)
     for (int64_t r = s->r0; r < s->r1; r++) {
         const float *x = s->src + r * s->ncols;
         char *y = (char *)s->dst + (size_t)r * s->row_size;
-        t->quantize_ref(x, y, s->ncols);
+        if (s->importance) {
+            /* the reader checked the importances: finite and >= 0, so this cannot fail */
+            int rc = qf_quantize_weighted(s->fmt, x, y, 1, s->ncols,
+                                          s->importance + r / s->rows_per_mat * s->ncols);
+            assert(rc == 0);
+            (void)rc;
+        } else {
+            t->quantize_ref(x, y, s->ncols);
+        }
         t->dequantize(y, s->back + r * s->ncols, s->ncols);
     }
     return NULL;
 }
 
-/* Quantizes nrows x ncols floats to fmt into dst, decoding into back, on up to n threads.
- * Slice 0 runs on this thread; a worker that will not start has its slice done here too. */
-static void quantize_rows(qf_format fmt, const float *src, void *dst, float *back,
-                          int64_t nrows, int64_t ncols, int n)
+/* Quantizes plan p's nrows x ncols floats into dst (weighted if p has importances), decoding
+ * into back, on up to n threads. Slice 0 runs on this thread; a worker that will not start
+ * has its slice done here too. */
+static void quantize_rows(const plan *p, const float *src, void *dst, float *back, int n)
 {
+    const qf_format fmt = p->out_fmt;
+    const int64_t nrows = p->nrows, ncols = p->ncols;
     if (n > nrows)
         n = (int)nrows;
     if (n < 1)
@@ -320,7 +391,9 @@ static void quantize_rows(qf_format fmt, const float *src, void *dst, float *bac
     size_t rs = qf_format_row_size(fmt, ncols);
     for (int i = 0; i < n; i++)
         sl[i] = (slice){ .fmt = fmt, .src = src, .dst = dst, .back = back, .ncols = ncols,
-                         .row_size = rs, .r0 = nrows * i / n, .r1 = nrows * (i + 1) / n };
+                         .row_size = rs, .r0 = nrows * i / n, .r1 = nrows * (i + 1) / n,
+                         .importance = weighted(p) ? p->importance : NULL,
+                         .rows_per_mat = p->rows_per_mat };
     for (int i = 1; i < n; i++)
         started[i] = pthread_create(&th[i], NULL, run_slice, &sl[i]) == 0;
     run_slice(&sl[0]);
@@ -350,8 +423,7 @@ static int do_tensor(const job *j, plan *p, qf_gguf_writer *w, size_t index)
     int err = QF_ENOMEM;
     if (!x || !back || !q || (err = source_floats(j, p, x)))
         goto out;
-    quantize_rows(p->out_fmt, x, q, back, p->nrows, p->ncols,
-                  p->nelem < 65536 ? 1 : j->threads);
+    quantize_rows(p, x, q, back, p->nelem < 65536 ? 1 : j->threads);
     qf_metrics_compute(x, back, p->nelem, (size_t)p->out_bytes, &p->met);
     p->has_met = true;
     err = qf_gguf_writer_write_tensor(w, index, q);
@@ -398,6 +470,38 @@ static void progress(const job *j, size_t i, const plan *p, double t0)
     fflush(stderr);
 }
 
+/* How many quantized weights the imatrix weighted, and which it had no entry for. */
+static void imatrix_summary(const job *j)
+{
+    size_t n_weighted = 0, n_quantized = 0, n_missing = 0;
+    for (size_t i = 0; i < j->n; i++) {
+        const plan *p = &j->p[i];
+        if (p->act != ACT_QUANTIZE || !is_quantizable(p->name, p->n_dims))
+            continue;
+        n_quantized++;
+        n_weighted += weighted(&j->p[i]);
+        n_missing += p->no_entry;
+    }
+    const qf_imatrix_file *m = j->im;
+    printf("imatrix %s (%s, %zu entries", j->imatrix_path, qf_imatrix_file_kind(m),
+           qf_imatrix_file_count(m));
+    if (qf_imatrix_file_chunks(m) >= 0)
+        printf(", %" PRId64 " chunks", qf_imatrix_file_chunks(m));
+    if (qf_imatrix_file_dataset(m)[0])
+        printf(" of %s", qf_imatrix_file_dataset(m));
+    printf("): %zu of %zu quantized tensors weighted\n", n_weighted, n_quantized);
+    if (n_missing) {
+        printf("no imatrix entry (quantized unweighted):");
+        for (size_t i = 0; i < j->n; i++)
+            if (j->p[i].no_entry)
+                printf(" %s", j->p[i].name);
+        printf("\n");
+    }
+    if (!qf_quantize_uses_importance(j->type))
+        printf("note: %s does not use importance weights (ggml ignores the imatrix for it)\n",
+               qf_format_get(j->type)->name);
+}
+
 static void summary(const job *j, double seconds)
 {
     printf("%-34s %-16s %-8s %-8s %12s %12s %9s\n", "tensor", "shape", "in", "out", "bytes in",
@@ -417,9 +521,10 @@ static void summary(const job *j, double seconds)
             snprintf(snr, sizeof snr, "inf");
         else
             snprintf(snr, sizeof snr, "%.2f", p->met.snr_db);
-        printf("%-34s %-16s %-8s %-8s %12" PRIu64 " %12" PRIu64 " %9s%s\n", p->name, shape,
+        printf("%-34s %-16s %-8s %-8s %12" PRIu64 " %12" PRIu64 " %9s%s%s\n", p->name, shape,
                p->in_type, p->act == ACT_COPY ? "(copy)" : out_type_name(p), p->in_bytes,
-               p->out_bytes, snr, p->fell_back ? "  (fallback)" : "");
+               p->out_bytes, snr, p->fell_back ? "  (fallback)" : "",
+               weighted(p) ? "  (imatrix)" : "");
         in += p->in_bytes;
         out += p->out_bytes;
         elems += p->nelem;
@@ -453,6 +558,8 @@ static void summary(const job *j, double seconds)
                 printf(" %s -> %s;", j->p[i].name, out_type_name(&j->p[i]));
         printf("\n");
     }
+    if (j->im)
+        imatrix_summary(j);
     printf("wrote %s in %.1f s\n", j->out_path, seconds);
 }
 
@@ -492,15 +599,33 @@ static int set_metadata(const job *j, qf_gguf_writer *w)
     }
     qf_gguf_writer_set_u32(w, "general.quantization_version", QUANT_VERSION);
     qf_gguf_writer_set_u32(w, "general.file_type", ftype_of(j->type));
+    if (j->im) {            /* llama-quantize's record of the imatrix used (llama-quant.cpp) */
+        qf_gguf_writer_set_str(w, "quantize.imatrix.file", j->imatrix_path);
+        if (qf_imatrix_file_dataset(j->im)[0])
+            qf_gguf_writer_set_str(w, "quantize.imatrix.dataset", qf_imatrix_file_dataset(j->im));
+        qf_gguf_writer_set_i32(w, "quantize.imatrix.entries_count",
+                               (int32_t)qf_imatrix_file_count(j->im));
+        if (qf_imatrix_file_chunks(j->im) >= 0)
+            qf_gguf_writer_set_i32(w, "quantize.imatrix.chunks_count",
+                                   (int32_t)qf_imatrix_file_chunks(j->im));
+    }
     const char *why = qf_gguf_writer_why(w);
     return why[0] ? qf_errorf(QF_EINVAL, "quantize: %s", why) : 0;
 }
 
 static int run(job *j)
 {
-    int err = open_input(j);
+    int err = 0;
+    if (j->imatrix_path) {
+        char iwhy[512];
+        if ((err = qf_imatrix_file_open(j->imatrix_path, &j->im, iwhy, sizeof iwhy)))
+            return qf_errorf(err, "quantize: --imatrix %s", iwhy);
+    }
+    err = open_input(j);
     if (!err)
         err = j->hf ? plan_hf(j) : plan_gguf(j);
+    if (!err && j->im)
+        err = attach_imatrix(j);
     if (err)
         return err;
     char why[512];
@@ -545,6 +670,7 @@ int qf_cmd_quantize(int argc, char **argv)
         { "type", required_argument, NULL, 't' },
         { "threads", required_argument, NULL, 'j' },
         { "keep", required_argument, NULL, 'k' },
+        { "imatrix", required_argument, NULL, 'i' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -566,6 +692,9 @@ int qf_cmd_quantize(int argc, char **argv)
         case 'k':
             if (parse_type("--keep", optarg, true, &j.keep))
                 return QF_EXIT_USAGE;
+            break;
+        case 'i':
+            j.imatrix_path = optarg;
             break;
         case 'j':
             if (qf_cli_parse_int("quantize", "--threads", optarg, 1, MAX_THREADS, &v))
@@ -590,6 +719,7 @@ int qf_cmd_quantize(int argc, char **argv)
     free(j.p);
     qf_gguf_close(&j.gguf);
     qf_hf_llama_destroy(&j.hf);
+    qf_imatrix_file_destroy(&j.im);
     if (err == QF_ENOMEM)
         qf_errorf(err, "quantize: out of memory");
     return err ? QF_EXIT_FAILURE : QF_EXIT_OK;

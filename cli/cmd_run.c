@@ -29,6 +29,8 @@
 #include "qf_cmd.h"
 #include "qf_coordinator.h"
 #include "qf_err.h"
+#include "qf_fingerprint.h"
+#include "qf_framework.h"
 #include "qf_stats.h"
 
 static volatile sig_atomic_t g_interrupted;   /* Ctrl-C: stop waiting, shut down */
@@ -56,10 +58,16 @@ static void *agent_main(void *arg)
 
 typedef struct row {
     char   format[QF_JOB_FORMAT_MAX], kind[QF_JOB_KIND_MAX], agent[64];
+    char   op[24];               /* the kind, or "fw:NAME" for a framework job */
+    const char *base_fmt;        /* the format its speed-up divides by: the suite's baseline, or
+                                    a framework job's framework's own */
     int64_t rows, cols;
     char   status[16];
     double bpw, bytes, median_s, gbps, snr_db, nmse, cosine;
     bool   has_metrics;
+    double ppl, ppl_base, kld, same_top, pp_tps, tg_tps;   /* eval jobs; NaN otherwise */
+    char   dataset[QF_JOB_DATASET_MAX], error[96];
+    bool   matched;              /* an agent of this fleet could take it */
 } row;
 
 static double jnum(json_t *o, const char *k)
@@ -74,19 +82,40 @@ static const char *jstr(json_t *o, const char *k)
     return s ? s : "";
 }
 
-/* The baseline row for r: same op, shape and agent, the baseline format. */
-static const row *baseline_of(const row *rows, size_t n, const row *r, const char *baseline)
+/* The baseline row for r: same op (and framework), shape and agent, the baseline format. */
+static const row *baseline_of(const row *rows, size_t n, const row *r)
 {
+    if (!r->base_fmt || !r->base_fmt[0])
+        return NULL;
     for (size_t i = 0; i < n; i++)
-        if (strcmp(rows[i].format, baseline) == 0 && strcmp(rows[i].kind, r->kind) == 0 &&
+        if (strcmp(rows[i].format, r->base_fmt) == 0 && strcmp(rows[i].op, r->op) == 0 &&
             rows[i].rows == r->rows && rows[i].cols == r->cols &&
             strcmp(rows[i].agent, r->agent) == 0 && strcmp(rows[i].status, "ok") == 0)
             return &rows[i];
     return NULL;
 }
 
-static void print_summary(json_t *results, const char *baseline)
+/* The table's op column: the kind, or "fw:NAME" for a framework job (selector backend=NAME),
+ * and the format its speed-up divides by. */
+static void op_of(const char *kind, const char *selector, const char *suite_baseline,
+                  char *op, size_t op_len, const char **base_fmt)
 {
+    qf_job_spec probe = { 0 };
+    snprintf(probe.kind, sizeof probe.kind, "%s", kind);
+    snprintf(probe.selector, sizeof probe.selector, "%s", selector);
+    const qf_framework *fw = strcmp(kind, "framework") == 0 ? qf_framework_of(&probe) : NULL;
+    if (fw) {
+        snprintf(op, op_len, "fw:%s", fw->name);
+        *base_fmt = fw->baseline;
+    } else {
+        snprintf(op, op_len, "%s", kind);
+        *base_fmt = suite_baseline;
+    }
+}
+
+static void print_summary(json_t *results, const qf_suite *suite, const qf_agent_caps *caps)
+{
+    const char *baseline = suite->baseline;
     size_t n = json_array_size(results), i;
     row *rows = calloc(n ? n : 1, sizeof *rows);
     if (!rows)
@@ -99,14 +128,24 @@ static void print_summary(json_t *results, const char *baseline)
         snprintf(w->kind, sizeof w->kind, "%s", jstr(spec, "kind"));
         snprintf(w->agent, sizeof w->agent, "%s", jstr(r, "agent"));
         snprintf(w->status, sizeof w->status, "%s", jstr(r, "status"));
+        op_of(w->kind, jstr(spec, "selector"), baseline, w->op, sizeof w->op, &w->base_fmt);
         w->rows = (int64_t)jnum(spec, "rows");
         w->cols = (int64_t)jnum(spec, "cols");
         w->bpw = jnum(r, "bpw");
         w->bytes = jnum(r, "bytes");
-        w->has_metrics = json_is_object(m);
+        w->has_metrics = json_is_object(m) && json_object_get(m, "rmse");
         w->snr_db = w->has_metrics ? jnum(m, "snr_db") : NAN;
         w->nmse = w->has_metrics ? jnum(m, "nmse") : NAN;
         w->cosine = w->has_metrics ? jnum(m, "cosine") : NAN;
+        w->ppl = jnum(m, "perplexity");
+        w->ppl_base = jnum(m, "perplexity_base");
+        w->kld = jnum(m, "kld");
+        w->same_top = jnum(m, "same_top");
+        w->pp_tps = jnum(m, "pp_tps");
+        w->tg_tps = jnum(m, "tg_tps");
+        snprintf(w->dataset, sizeof w->dataset, "%s", jstr(spec, "dataset"));
+        snprintf(w->error, sizeof w->error, "%s", jstr(r, "error"));
+        w->matched = qf_selector_match(jstr(spec, "selector"), caps);
         json_t *samples = json_object_get(r, "samples");
         size_t ns = json_array_size(samples);
         w->median_s = NAN;
@@ -122,12 +161,16 @@ static void print_summary(json_t *results, const char *baseline)
         double tb = jnum(r, "throughput_bytes");
         w->gbps = w->median_s > 0 ? tb / w->median_s / 1e9 : NAN;
     }
-    printf("\n%-10s %-10s %-11s %7s %12s %8s %9s %8s %8s %10s %9s  %s\n", "format", "op",
+    printf("\n%-19s %-12s %-11s %7s %12s %8s %9s %8s %8s %10s %9s  %s\n", "format", "op",
            "shape", "bpw", "bytes", "vs base", "GB/s", "speedup", "SNR dB", "NMSE", "cosine",
            "status");
+    bool evals = false;
     for (i = 0; i < n; i++) {
         const row *w = &rows[i];
-        const row *b = baseline && *baseline ? baseline_of(rows, n, w, baseline) : NULL;
+        if (!w->matched && strcmp(w->status, "cancelled") == 0)
+            continue;   /* listed below as "not on this fleet" */
+        evals |= strcmp(w->kind, "eval") == 0 && strcmp(w->status, "ok") == 0;
+        const row *b = baseline_of(rows, n, w);
         char shape[32], mem[16] = "-", speed[16] = "-", snr[16] = "-", nmse[16] = "-",
              cosv[16] = "-", gbps[16] = "-";
         snprintf(shape, sizeof shape, "%" PRId64 "x%" PRId64, w->rows, w->cols);
@@ -142,19 +185,56 @@ static void print_summary(json_t *results, const char *baseline)
             snprintf(nmse, sizeof nmse, "%.3e", w->nmse);
             snprintf(cosv, sizeof cosv, "%.6f", w->cosine);
         }
-        printf("%-10s %-10s %-11s %7.4g %12.0f %8s %9s %8s %8s %10s %9s  %s\n",
-               w->format[0] ? w->format : "-", w->kind, shape, isfinite(w->bpw) ? w->bpw : 0.0,
+        printf("%-19s %-12s %-11s %7.4g %12.0f %8s %9s %8s %8s %10s %9s  %s\n",
+               w->format[0] ? w->format : "-", w->op, shape, isfinite(w->bpw) ? w->bpw : 0.0,
                isfinite(w->bytes) ? w->bytes : 0.0, mem, gbps, speed, snr, nmse, cosv,
                w->status);
+    }
+    /* jobs no agent of this fleet could take stay in the table, said so, not hidden */
+    size_t absent = 0;
+    for (size_t j = 0; j < suite->n_jobs; j++) {
+        const qf_job_spec *sp = &suite->jobs[j];
+        if (qf_selector_match(sp->selector, caps))
+            continue;
+        char op[24], shape[32];
+        const char *bf;
+        op_of(sp->kind, sp->selector, baseline, op, sizeof op, &bf);
+        snprintf(shape, sizeof shape, "%" PRId64 "x%" PRId64, sp->rows, sp->cols);
+        printf("%-19s %-12s %-11s %7s %12s %8s %9s %8s %8s %10s %9s  %s\n",
+               sp->format[0] ? sp->format : "-", op, shape, "-", "-", "-", "-", "-", "-", "-",
+               "-", "not on this fleet");
+        absent++;
     }
     if (baseline && *baseline)
         printf("(memory and speed-up against %s on the same agent, op and shape; speed-up = "
                "baseline median time / format median time)\n", baseline);
+    printf("(fw:NAME rows ran in that framework, speed-up against its own unquantized format)\n");
+    if (absent)
+        printf("(%zu jobs need a device or framework this machine does not have: \"not on this "
+               "fleet\"; `qfleet status` on a fleet that has them)\n", absent);
+    if (evals) {
+        printf("\nmodel level (eval jobs; quality retention = top-1 agreement with the "
+               "unquantized model, docs/metrics.md)\n%-19s %-44s %10s %10s %8s %9s %9s %9s\n",
+               "format", "model@text", "PPL", "base PPL", "KLD", "same top", "pp t/s", "tg t/s");
+        for (i = 0; i < n; i++) {
+            const row *w = &rows[i];
+            if (strcmp(w->kind, "eval") != 0 || strcmp(w->status, "ok") != 0)
+                continue;
+            printf("%-19s %-44s %10.4g %10.4g %8.5f %8.2f%% %9.1f %9.2f\n", w->format,
+                   w->dataset, w->ppl, w->ppl_base, w->kld, 100.0 * w->same_top, w->pp_tps,
+                   w->tg_tps);
+        }
+    }
+    for (i = 0; i < n; i++)
+        if (strcmp(rows[i].status, "failed") == 0 || strcmp(rows[i].status, "timeout") == 0 ||
+            strcmp(rows[i].status, "crashed") == 0)
+            printf("%s %s %s: %s\n", rows[i].status, rows[i].op, rows[i].format, rows[i].error);
     free(rows);
 }
 
 /* Reads the run's results from the store (after the coordinator has stopped). */
-static int summarize(const char *db, int64_t run_id, const char *baseline)
+static int summarize(const char *db, int64_t run_id, const qf_suite *suite,
+                     const qf_agent_caps *caps)
 {
     qf_store *s = NULL;
     char *json = NULL;
@@ -168,7 +248,7 @@ static int summarize(const char *db, int64_t run_id, const char *baseline)
     free(json);
     if (!doc)
         return qf_errorf(QF_EPARSE, "run %" PRId64 ": the stored results are not JSON", run_id);
-    print_summary(doc, baseline);
+    print_summary(doc, suite, caps);
     json_decref(doc);
     return 0;
 }
@@ -260,6 +340,18 @@ int qf_cmd_run(int argc, char **argv)
         err = qf_errorf(QF_ENOMEM, "run: cannot start the agent thread");
     agent_started = coord && !err;
 
+    /* What this machine's agent offers, as it will report it: jobs whose selectors it does not
+     * match (a GPU, a framework it lacks) are submitted too, so the store and the reports know
+     * them, but not waited for; they end cancelled and show as "not on this fleet". */
+    qf_agent_caps caps;
+    char *fp_json = NULL;
+    int64_t unrunnable = 0;
+    if (!err && qf_fingerprint_collect(name, &caps, &fp_json) != 0)
+        err = qf_errorf(QF_EUNSUP, "run: cannot fingerprint this machine");
+    free(fp_json);
+    for (size_t j = 0; !err && j < suite.n_jobs; j++)
+        unrunnable += !qf_selector_match(suite.jobs[j].selector, &caps);
+
     qf_client c = { 0 };
     int64_t run_id = 0;
     qf_run_progress p = { 0 };
@@ -270,17 +362,23 @@ int qf_cmd_run(int argc, char **argv)
     if (!err) {
         fprintf(stderr, "qfleet run: suite %s, %zu jobs, run %" PRId64 " in %s\n", suite.name,
                 suite.n_jobs, run_id, db);
-        err = qf_client_wait(&c, run_id, (double)timeout, &g_interrupted, &p);
+        err = qf_client_wait(&c, run_id, (double)timeout, unrunnable, &g_interrupted, &p);
     }
-    if (run_id && err) {
+    if (run_id && (err || p.queued > 0)) {
         /* interrupted or timed out: cancel what is left, so the next `qfleet run` on this
-         * store does not inherit this run's queue */
+         * store does not inherit this run's queue; finished: the jobs left are the ones no
+         * agent here matches, cancelled for the same reason */
         qf_msg req = { .type = QF_MSG_CANCEL }, rep = { 0 };
         req.u.runref.run_id = (uint64_t)run_id;
-        if (qf_client_call(&c, &req, &rep, 5000) == 0)
-            fprintf(stderr, "\nqfleet run: %s: run %" PRId64 " cancelled (%" PRId64 " of %" PRId64
-                    " jobs done)\n", g_interrupted ? "interrupted" : "stopped", run_id, p.done,
-                    p.total);
+        if (qf_client_call(&c, &req, &rep, 5000) == 0) {
+            if (err)
+                fprintf(stderr, "\nqfleet run: %s: run %" PRId64 " cancelled (%" PRId64 " of %"
+                        PRId64 " jobs done)\n", g_interrupted ? "interrupted" : "stopped",
+                        run_id, p.done, p.total);
+            else
+                fprintf(stderr, "qfleet run: %" PRId64 " jobs need a device or framework this "
+                        "machine lacks; cancelled\n", p.queued);
+        }
         qf_msg_clear(&rep);
     }
     qf_client_close(&c);
@@ -293,7 +391,7 @@ int qf_cmd_run(int argc, char **argv)
         zmq_ctx_term(ctx);
 
     if (run_id && !err)
-        err = summarize(db, run_id, suite.baseline);
+        err = summarize(db, run_id, &suite, &caps);
     if (run_id)
         printf("run %" PRId64 ": %" PRId64 " jobs, %" PRId64 " done, %" PRId64 " failed; "
                "results in %s\n", run_id, p.total, p.done, p.failed, db);

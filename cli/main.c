@@ -46,6 +46,8 @@ static const command k_commands[] = {
                      qf_cmd_compare },
     { "quantize",    "quantize a GGUF model or a Hugging Face llama checkpoint to GGUF",
                      qf_cmd_quantize },
+    { "gptq",        "GPTQ one layer against round-to-nearest: output errors, run time",
+                     qf_cmd_gptq },
     { "dataset",     "fetch, verify and list datasets",
                      qf_cmd_dataset },
     { "eval",        "perplexity, KL divergence and tokens/s of a GGUF llama model",

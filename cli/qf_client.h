@@ -49,9 +49,12 @@ int qf_client_submit(qf_client *c, const qf_suite *suite, const char *commit, bo
 /* STATUS of one run, parsed into counts. */
 int qf_client_progress(qf_client *c, int64_t run_id, qf_run_progress *out);
 
-/* Polls the run's progress until no job is queued or leased (or *stop), drawing a progress bar
- * on stderr when it is a terminal. timeout_s 0 = no limit. Final counts in *out. */
-int qf_client_wait(qf_client *c, int64_t run_id, double timeout_s,
+/* Polls the run's progress until no job is leased and at most `unrunnable` are queued (or
+ * *stop), drawing a progress bar on stderr when it is a terminal. unrunnable: jobs the caller
+ * knows no agent of its fleet can take (`qfleet run`: selectors its one agent does not match),
+ * which would otherwise wait forever; 0 waits for every job. timeout_s 0 = no limit. Final
+ * counts in *out. */
+int qf_client_wait(qf_client *c, int64_t run_id, double timeout_s, int64_t unrunnable,
                    volatile const sig_atomic_t *stop, qf_run_progress *out);
 
 #endif

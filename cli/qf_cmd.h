@@ -17,6 +17,7 @@ int qf_cmd_bench(int argc, char **argv);
 int qf_bench_fleet_main(int argc, char **argv);
 int qf_cmd_dataset(int argc, char **argv);
 int qf_cmd_quantize(int argc, char **argv);
+int qf_cmd_gptq(int argc, char **argv);
 int qf_cmd_eval(int argc, char **argv);
 int qf_cmd_report(int argc, char **argv);
 int qf_cmd_compare(int argc, char **argv);

@@ -35,13 +35,21 @@
 static const struct {
     const char *name;
     bool        needs_format;
+    bool        model;          /* eval: dataset MODEL@TEXT, rows = context, cols = chunks */
 } k_kinds[] = {
-    { "quantize",   true  },
-    { "dequantize", true  },
-    { "matvec",     true  },
-    { "noop",       false },
+    { "quantize",   true,  false },
+    { "dequantize", true,  false },
+    { "matvec",     true,  false },
+    { "framework",  true,  false },
+    { "eval",       true,  true  },
+    { "noop",       false, false },
 };
 #define N_KINDS ((int)(sizeof k_kinds / sizeof k_kinds[0]))
+
+/* The frameworks a "framework" job may name with backend=NAME; agent/framework.c has the
+ * adapters, and its test checks that both lists agree. */
+static const char *const k_frameworks[] = { "ort", "llamacpp", "openvino", "mlx", "qnn" };
+#define N_FRAMEWORKS ((int)(sizeof k_frameworks / sizeof k_frameworks[0]))
 
 #define SYNTH_PREFIX "synth:"
 
@@ -118,6 +126,51 @@ static int check_dataset(const char *name, char *why, size_t why_len)
                  name);
 }
 
+int qf_job_eval_dataset(const char *dataset, char *model, size_t model_len, char *text,
+                        size_t text_len)
+{
+    assert(dataset);
+    const char *at = strchr(dataset, '@');
+    if (!at || strchr(at + 1, '@'))
+        return QF_EINVAL;
+    size_t ml = (size_t)(at - dataset);
+    if (model && (ml >= model_len || strlen(at + 1) >= text_len))
+        return QF_ERANGE;
+    if (model) {
+        memcpy(model, dataset, ml);
+        model[ml] = '\0';
+        strcpy(text, at + 1);
+    }
+    return 0;
+}
+
+/* An eval job's dataset: "MODEL@TEXT", MODEL a manifest reference (a GGUF model), TEXT either
+ * "text:NAME" (datasets/texts/NAME.txt, shipped) or a manifest reference of kind text. */
+static int check_eval_dataset(const char *name, char *why, size_t why_len)
+{
+    char model[QF_JOB_DATASET_MAX], text[QF_JOB_DATASET_MAX], mwhy[QF_JOB_ERROR_MAX];
+    if (qf_job_eval_dataset(name, model, sizeof model, text, sizeof text) != 0)
+        return failf(QF_EINVAL, why, why_len, "dataset: an eval job's dataset is MODEL@TEXT, "
+                     "like manifest:smollm2-135m-f16@text:alice-chapter1-opening, not '%s'",
+                     name);
+    if (qf_manifest_ref_parse(model, NULL, NULL, mwhy, sizeof mwhy) != 0)
+        return failf(QF_EINVAL, why, why_len, "dataset: the model: %s", mwhy);
+    if (strncmp(text, QF_JOB_TEXT_PREFIX, strlen(QF_JOB_TEXT_PREFIX)) == 0) {
+        const char *t = text + strlen(QF_JOB_TEXT_PREFIX);
+        bool ok = *t && *t != '.';
+        for (const char *p = t; ok && *p; p++)
+            ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                 (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.';
+        if (!ok)
+            return failf(QF_EINVAL, why, why_len, "dataset: the text '%s' must be text:NAME "
+                         "with NAME of letters, digits, '-', '_', '.'", text);
+        return 0;
+    }
+    if (qf_manifest_ref_parse(text, NULL, NULL, mwhy, sizeof mwhy) != 0)
+        return failf(QF_EINVAL, why, why_len, "dataset: the text: %s", mwhy);
+    return 0;
+}
+
 static int check_range(const char *field, int64_t v, int64_t lo, int64_t hi, char *why,
                        size_t why_len)
 {
@@ -140,7 +193,7 @@ int qf_job_spec_validate(const qf_job_spec *s, char *why, size_t why_len)
     int k = find_kind(s->kind);
     if (k < 0)
         return failf(QF_EINVAL, why, why_len, "kind: unknown job kind '%s' (expected quantize, "
-                     "dequantize, matvec or noop)", s->kind);
+                     "dequantize, matvec, framework, eval or noop)", s->kind);
 
     if ((err = check_range("rows", s->rows, 1, QF_JOB_MAX_DIM, why, why_len)) ||
         (err = check_range("cols", s->cols, 1, QF_JOB_MAX_DIM, why, why_len)))
@@ -157,14 +210,18 @@ int qf_job_spec_validate(const qf_job_spec *s, char *why, size_t why_len)
             if (!qf_format_get(fmt)->weight)
                 return failf(QF_EINVAL, why, why_len, "format: %s is an activation format, "
                              "not a weight format", s->format);
-            int64_t m = format_col_multiple(fmt);
+            int64_t m = k_kinds[k].model ? 1 : format_col_multiple(fmt);
             if (s->cols % m != 0)
                 return failf(QF_EINVAL, why, why_len, "cols: %" PRId64 " is not a multiple of "
                              "%" PRId64 " (the block size of format %s)", s->cols, m, s->format);
         }
     }
 
-    if ((err = check_dataset(s->dataset, why, why_len)) ||
+    if (k_kinds[k].model && s->rows < QF_JOB_EVAL_MIN_CTX)
+        return failf(QF_EINVAL, why, why_len, "rows: an eval job's context of %" PRId64
+                     " tokens is below %d", s->rows, QF_JOB_EVAL_MIN_CTX);
+    if ((err = k_kinds[k].model ? check_eval_dataset(s->dataset, why, why_len)
+                                : check_dataset(s->dataset, why, why_len)) ||
         (err = check_range("reps", s->reps, 1, QF_JOB_MAX_REPS, why, why_len)) ||
         (err = check_range("warmup", s->warmup, 0, QF_JOB_MAX_REPS, why, why_len)) ||
         (err = check_range("threads", s->threads, 1, QF_JOB_MAX_THREADS, why, why_len)) ||
@@ -177,15 +234,39 @@ int qf_job_spec_validate(const qf_job_spec *s, char *why, size_t why_len)
     char swhy[QF_JOB_ERROR_MAX];
     if (qf_selector_validate(s->selector, swhy, sizeof swhy) != 0)
         return failf(QF_EINVAL, why, why_len, "selector: %s", swhy);
+    if (strcmp(s->kind, "framework") == 0 && !qf_job_framework(s))
+        return failf(QF_EINVAL, why, why_len, "selector: a framework job names its framework "
+                     "as backend=NAME (ort, llamacpp, openvino, mlx or qnn), not '%s'",
+                     s->selector);
     return 0;
+}
+
+const char *qf_job_framework(const qf_job_spec *s)
+{
+    assert(s);
+    for (int i = 0; i < N_FRAMEWORKS; i++)
+        if (qf_selector_has_term(s->selector, "backend", k_frameworks[i]))
+            return k_frameworks[i];
+    return NULL;
+}
+
+const char *const *qf_job_frameworks(int *n)
+{
+    assert(n);
+    *n = N_FRAMEWORKS;
+    return k_frameworks;
 }
 
 void qf_job_key(const qf_job_spec *s, char key[QF_JOB_KEY_MAX])
 {
     assert(s && key);
-    /* Validated strings fit: 15 + 23 + 63 + 2 x 7 + 4 + 19 digits + separators < 192. */
-    snprintf(key, QF_JOB_KEY_MAX, "%.*s/%.*s/%.*s/%" PRId64 "x%" PRId64 "/t%" PRIu32 "/s%" PRIu64,
-             (int)sizeof s->kind, s->kind, (int)sizeof s->format, s->format,
+    /* A framework job's kind part names its framework ("framework:ort"), so two frameworks
+     * measuring the same format are two keys. Validated strings fit: 15 + 9 + 23 + 63 +
+     * 2 x 7 + 4 + 19 digits + separators < 192. */
+    const char *fw = strcmp(s->kind, "framework") == 0 ? qf_job_framework(s) : NULL;
+    snprintf(key, QF_JOB_KEY_MAX, "%.*s%s%s/%.*s/%.*s/%" PRId64 "x%" PRId64 "/t%" PRIu32
+             "/s%" PRIu64, (int)sizeof s->kind, s->kind, fw ? ":" : "", fw ? fw : "",
+             (int)sizeof s->format, s->format,
              (int)sizeof s->dataset, s->dataset, s->rows, s->cols, s->threads, s->seed);
 }
 
@@ -339,17 +420,35 @@ static char *dump_consume(json_t *j, bool ok)
     return text;
 }
 
-char *qf_job_metrics_to_json(const qf_job_metrics *m)
+char *qf_job_metrics_to_json(const qf_job_result *r)
 {
-    assert(m);
+    assert(r);
+    if (!r->has_metrics && !r->has_model)
+        return NULL;
     json_t *o = json_object();
     bool ok = o != NULL;
     /* json_object_set_new consumes its value even on failure */
-    ok = ok && json_object_set_new(o, "rmse", jnum(m->rmse)) == 0;
-    ok = ok && json_object_set_new(o, "nmse", jnum(m->nmse)) == 0;
-    ok = ok && json_object_set_new(o, "snr_db", jnum(m->snr_db)) == 0;
-    ok = ok && json_object_set_new(o, "max_abs", jnum(m->max_abs)) == 0;
-    ok = ok && json_object_set_new(o, "cosine", jnum(m->cosine)) == 0;
+    if (r->has_metrics) {
+        const qf_job_metrics *m = &r->metrics;
+        ok = ok && json_object_set_new(o, "rmse", jnum(m->rmse)) == 0;
+        ok = ok && json_object_set_new(o, "nmse", jnum(m->nmse)) == 0;
+        ok = ok && json_object_set_new(o, "snr_db", jnum(m->snr_db)) == 0;
+        ok = ok && json_object_set_new(o, "max_abs", jnum(m->max_abs)) == 0;
+        ok = ok && json_object_set_new(o, "cosine", jnum(m->cosine)) == 0;
+    }
+    if (r->has_model) {
+        const qf_job_model *m = &r->model;
+        ok = ok && json_object_set_new(o, "perplexity", jnum(m->ppl)) == 0;
+        ok = ok && json_object_set_new(o, "perplexity_err", jnum(m->ppl_err)) == 0;
+        ok = ok && json_object_set_new(o, "perplexity_base", jnum(m->ppl_base)) == 0;
+        ok = ok && json_object_set_new(o, "kld", jnum(m->kld)) == 0;
+        ok = ok && json_object_set_new(o, "kld_p99", jnum(m->kld_p99)) == 0;
+        ok = ok && json_object_set_new(o, "same_top", jnum(m->same_top)) == 0;
+        ok = ok && json_object_set_new(o, "dp_rms", jnum(m->dp_rms)) == 0;
+        ok = ok && json_object_set_new(o, "pp_tps", jnum(m->pp_tps)) == 0;
+        ok = ok && json_object_set_new(o, "tg_tps", jnum(m->tg_tps)) == 0;
+        ok = ok && json_object_set_new(o, "n_scored", json_integer(m->n_scored)) == 0;
+    }
     return dump_consume(o, ok);
 }
 

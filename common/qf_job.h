@@ -33,7 +33,9 @@
 
 typedef struct qf_job_spec {
     char     kind[QF_JOB_KIND_MAX];        /* a row of the job-kind table: quantize, dequantize,
-                                              matvec, noop */
+                                              matvec, framework (the scheme run in its own
+                                              framework, named by the selector's backend=NAME),
+                                              noop */
     char     format[QF_JOB_FORMAT_MAX];    /* a format name from the format table; "" for noop */
     char     dataset[QF_JOB_DATASET_MAX];  /* "synth:student-t", "synth:gaussian", "synth:laplace",
                                               or "manifest:NAME[/TENSOR]" (datasets/NAME.yaml) */
@@ -57,6 +59,16 @@ typedef struct qf_job_metrics {
     double rmse, nmse, snr_db, max_abs, cosine;   /* as qf_tensor_metrics; inf/NaN allowed */
 } qf_job_metrics;
 
+/* An eval job's model-level quality and speed (model/qf_eval.h, docs/metrics.md): perplexity
+ * of the quantized model and of its unquantized baseline on the same tokens, mean and 99th
+ * percentile KL divergence, top-1 agreement ("same top p", a fraction), RMS of the probability
+ * shift of the actual next token, prompt and generation tokens per second (pp, tg). NaN for a
+ * number the job could not compute. */
+typedef struct qf_job_model {
+    double  ppl, ppl_err, ppl_base, kld, kld_p99, same_top, dp_rms, pp_tps, tg_tps;
+    int64_t n_scored;
+} qf_job_model;
+
 typedef struct qf_job_result {
     qf_job_status status;
     char     error[QF_JOB_ERROR_MAX];      /* why, when status != OK */
@@ -75,6 +87,8 @@ typedef struct qf_job_result {
                                               (weights, activations, output, scratch); 0 on
                                               the CPU */
     double   wall_s;                       /* child start to result */
+    bool     has_model;                    /* eval jobs */
+    qf_job_model model;
 } qf_job_result;
 
 /* Checks a spec from anywhere outside: known kind and format (for kinds that need one; noop
@@ -85,6 +99,25 @@ typedef struct qf_job_result {
  * that starts with the field's name ("cols: 100 is not a multiple of 256 ...") in why; no
  * stderr output. */
 int qf_job_spec_validate(const qf_job_spec *s, char *why, size_t why_len);
+
+/* An eval job (kind "eval") measures a model: its dataset is "MODEL@TEXT" (a manifest
+ * reference to a GGUF model, "@", then "text:NAME" for datasets/texts/NAME.txt or a manifest
+ * reference of kind text), format the scheme the model is quantized to, rows the context
+ * (tokens per chunk, >= QF_JOB_EVAL_MIN_CTX), cols the most chunks scored, reps the speed
+ * repetitions. */
+#define QF_JOB_EVAL_MIN_CTX 16
+#define QF_JOB_TEXT_PREFIX "text:"
+/* Splits an eval dataset at its '@' into model and text (both NUL-terminated). QF_EINVAL when
+ * there is not exactly one '@', QF_ERANGE when a part does not fit. model may be NULL to
+ * check only. */
+int qf_job_eval_dataset(const char *dataset, char *model, size_t model_len, char *text,
+                        size_t text_len);
+
+/* The framework a "framework" job names with its selector's backend=NAME term ("ort",
+ * "llamacpp", "openvino", "mlx", "qnn"), or NULL when it names none. Static storage. */
+const char *qf_job_framework(const qf_job_spec *s);
+/* Every framework name a framework job may use: *n of them. */
+const char *const *qf_job_frameworks(int *n);
 
 /* The spec's identity key, e.g. "matvec/q4_K/synth:student-t/4096x4096/t1/s42". */
 void qf_job_key(const qf_job_spec *s, char key[QF_JOB_KEY_MAX]);
@@ -98,8 +131,10 @@ void qf_job_key(const qf_job_spec *s, char key[QF_JOB_KEY_MAX]);
 char *qf_job_spec_to_json(const qf_job_spec *s);
 int   qf_job_spec_from_json(const char *json, qf_job_spec *s, char *why, size_t why_len);
 
-/* Metrics -> JSON text ({"rmse":..,"snr_db":null when infinite,...}); caller frees. */
-char *qf_job_metrics_to_json(const qf_job_metrics *m);
+/* A result's metrics -> JSON text ({"rmse":..,"snr_db":null when infinite,...}, with an eval
+ * job's model numbers as "perplexity", "kld", ... keys in the same object); caller frees.
+ * NULL when the result has neither (or out of memory: check has_metrics || has_model). */
+char *qf_job_metrics_to_json(const qf_job_result *r);
 /* Samples -> JSON array text; caller frees. */
 char *qf_job_samples_to_json(const double *samples, uint32_t n);
 

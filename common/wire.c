@@ -89,8 +89,9 @@ typedef enum fkind {
                                          frame's limit); nil <-> NULL when lo is 1 */
     FK_STATUS,                        /* qf_job_status, as its name */
     FK_SAMPLES,                       /* double *samples at off, uint32_t count at aux */
-    FK_METRICS,                       /* qf_job_metrics at off, bool has_metrics at aux; nil
-                                         when absent */
+    FK_SUBMAP,                        /* a struct at off described by the field table
+                                         k_subs[hi], bool "has it" at aux; nil when absent:
+                                         a result's metrics and model numbers */
     FK_SPEC,                          /* qf_job_spec at off: a map (k_spec) */
     FK_SPECS,                         /* qf_job_spec *jobs at off, uint32_t count at aux */
 } fkind;
@@ -130,12 +131,37 @@ static const field k_spec[] = {
     STR(qf_job_spec, "selector", selector, 0),
 };
 
+/* An eval job's model-level numbers (qf_job_model): optional as a whole, every key inside
+ * required; a NaN travels as nil. */
+static const field k_model[] = {
+    F64(qf_job_model, "perplexity", ppl),
+    F64(qf_job_model, "perplexity_err", ppl_err),
+    F64(qf_job_model, "perplexity_base", ppl_base),
+    F64(qf_job_model, "kld", kld),
+    F64(qf_job_model, "kld_p99", kld_p99),
+    F64(qf_job_model, "same_top", same_top),
+    F64(qf_job_model, "dp_rms", dp_rms),
+    F64(qf_job_model, "pp_tps", pp_tps),
+    F64(qf_job_model, "tg_tps", tg_tps),
+    I64(qf_job_model, "n_scored", n_scored, 0, INT64_MAX),
+};
+
 static const field k_metrics[] = {
     F64(qf_job_metrics, "rmse", rmse),
     F64(qf_job_metrics, "nmse", nmse),
     { "snr_db", FK_F64_INF, true, offsetof(qf_job_metrics, snr_db), sizeof(double), 0, 0, 0 },
     F64(qf_job_metrics, "max_abs", max_abs),
     F64(qf_job_metrics, "cosine", cosine),
+};
+
+/* The field tables of FK_SUBMAP fields, by the index in their hi. */
+enum { SUB_METRICS, SUB_MODEL };
+static const struct {
+    const field *fields;
+    int          n;
+} k_subs[] = {
+    [SUB_METRICS] = { k_metrics, N_OF(k_metrics) },
+    [SUB_MODEL]   = { k_model, N_OF(k_model) },
 };
 
 static const field k_hello[] = {
@@ -192,8 +218,8 @@ static const field k_result[] = {
     STR(qf_msg_result, "error", result.error, 0),
     { "samples", FK_SAMPLES, true, offsetof(qf_msg_result, result.samples), sizeof(double *),
       offsetof(qf_msg_result, result.n_samples), 0, 0 },
-    { "metrics", FK_METRICS, true, offsetof(qf_msg_result, result.metrics),
-      sizeof(qf_job_metrics), offsetof(qf_msg_result, result.has_metrics), 0, 0 },
+    { "metrics", FK_SUBMAP, true, offsetof(qf_msg_result, result.metrics),
+      sizeof(qf_job_metrics), offsetof(qf_msg_result, result.has_metrics), 0, SUB_METRICS },
     U64(qf_msg_result, "bytes", result.bytes, 0, UINT64_MAX),
     F64(qf_msg_result, "bpw", result.bpw),
     U64(qf_msg_result, "throughput_bytes", result.throughput_bytes, 0, UINT64_MAX),
@@ -206,6 +232,8 @@ static const field k_result[] = {
     { "device_mem_bytes", FK_U64, false, offsetof(qf_msg_result, result.device_mem_bytes),
       SIZEOF(qf_msg_result, result.device_mem_bytes), 0, 0, UINT64_MAX },
     F64(qf_msg_result, "wall_s", result.wall_s),
+    { "model", FK_SUBMAP, false, offsetof(qf_msg_result, result.model), sizeof(qf_job_model),
+      offsetof(qf_msg_result, result.has_model), 0, SUB_MODEL },
 };
 
 static const field k_error[] = {
@@ -665,14 +693,15 @@ static int decode_field(const field *f, const msgpack_object *o, char *base, con
         memcpy(base + f->aux, &n, sizeof n);
         return 0;
     }
-    case FK_METRICS: {
+    case FK_SUBMAP: {
         bool has = o->type != MSGPACK_OBJECT_NIL;
         if (has) {
             if (o->type != MSGPACK_OBJECT_MAP)
                 return wrong_type(path, f->key, "a map or nil", o, why, why_len);
             char sub[64];
             snprintf(sub, sizeof sub, "%s.%s", path, f->key);
-            if ((err = decode_map(k_metrics, N_OF(k_metrics), o, p, sub, lim, why, why_len)))
+            if ((err = decode_map(k_subs[f->hi].fields, k_subs[f->hi].n, o, p, sub, lim, why,
+                                  why_len)))
                 return err;
         }
         memcpy(base + f->aux, &has, sizeof has);
@@ -954,7 +983,7 @@ static int encode_field(msgpack_packer *pk, const field *f, const char *base, co
             w |= pack_f64(pk, v[i]);
         break;
     }
-    case FK_METRICS: {
+    case FK_SUBMAP: {
         bool has;
         memcpy(&has, base + f->aux, sizeof has);
         if (!has) {
@@ -963,7 +992,8 @@ static int encode_field(msgpack_packer *pk, const field *f, const char *base, co
         }
         char sub[64];
         snprintf(sub, sizeof sub, "%s.%s", path, f->key);
-        return encode_map(pk, k_metrics, N_OF(k_metrics), p, sub, io_err, why, why_len);
+        return encode_map(pk, k_subs[f->hi].fields, k_subs[f->hi].n, p, sub, io_err, why,
+                          why_len);
     }
     case FK_SPEC: {
         char sub[64];

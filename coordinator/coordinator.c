@@ -69,14 +69,24 @@ typedef struct peer {
 } peer;
 
 /* A message encoded and waiting for its batch to commit (group commit: an ACK or a JOB must
- * not leave before the transaction it reports is durable). */
+ * not leave before the transaction it reports is durable). Its bytes are at off in the
+ * coordinator's held-bytes buffer, not an allocation of their own: the codec's buffer for one
+ * message is 8 KiB (msgpack's initial sbuffer) whatever its length, and a burst holds up to two
+ * frames per message (an ACK and the next JOB), so keeping those cost up to 16 MiB per
+ * 1,024-message burst, taken and given back at every burst (heaptrack: the largest live heap
+ * after libzmq's queues); the coordinator's RSS swung by that much from one sample to the next.
+ * One buffer, reused, costs the bytes themselves (docs/performance.md, "Soak"). */
 typedef struct out_frame {
     uint8_t rid[QF_COORD_MAX_RID];
     size_t  rid_len;
-    void   *buf;
-    size_t  len;
+    size_t  off, len;
     qf_msg_type type;
 } out_frame;
+
+/* Held bytes beyond this are given back after the burst that needed them (a large STATUS
+ * reply), so one unusual burst does not pin its size for the process's life; a burst of
+ * noop JOBs and ACKs takes ~150 bytes a frame, ~300 KiB for the largest. */
+#define OUT_BYTES_KEEP ((size_t)1 << 20)
 
 typedef struct coord {
     const qf_coord_opts *o;
@@ -93,6 +103,8 @@ typedef struct coord {
     bool           batching;        /* inside a store batch: hold sends until it commits */
     out_frame     *out;             /* held sends, in order */
     size_t         n_out, cap_out;
+    uint8_t       *out_bytes;       /* their encoded bytes, back to back; reused every burst */
+    size_t         n_bytes, cap_bytes;
     qf_zap        *zap;             /* the ZAP handler, with CURVE */
     size_t         frame_len;       /* bytes of the message being handled */
     uint32_t       max_agents, error_budget, ignore_s;
@@ -188,6 +200,38 @@ static int send_frame(coord *c, const uint8_t *rid, size_t rid_len, const void *
     return 0;
 }
 
+/* Keeps a copy of an encoded frame for p until the batch commits. */
+static int hold_frame(coord *c, const peer *p, const void *buf, size_t len, qf_msg_type type)
+{
+    if (c->n_out == c->cap_out) {
+        size_t cap = c->cap_out ? c->cap_out * 2 : 256;
+        out_frame *o = realloc(c->out, cap * sizeof *o);
+        if (!o)
+            return QF_ENOMEM;
+        c->out = o;
+        c->cap_out = cap;
+    }
+    if (len > c->cap_bytes - c->n_bytes) {
+        size_t cap = c->cap_bytes ? c->cap_bytes : 64 * 1024;
+        while (len > cap - c->n_bytes)
+            cap *= 2;
+        uint8_t *b = realloc(c->out_bytes, cap);
+        if (!b)
+            return QF_ENOMEM;
+        c->out_bytes = b;
+        c->cap_bytes = cap;
+    }
+    out_frame *o = &c->out[c->n_out++];
+    memcpy(o->rid, p->rid, p->rid_len);
+    o->rid_len = p->rid_len;
+    o->off = c->n_bytes;
+    o->len = len;
+    o->type = type;
+    memcpy(c->out_bytes + c->n_bytes, buf, len);
+    c->n_bytes += len;
+    return 0;
+}
+
 /* Sends m to p now, or, inside a batch, once the batch has committed. */
 static int send_msg(coord *c, const peer *p, const qf_msg *m)
 {
@@ -198,26 +242,10 @@ static int send_msg(coord *c, const peer *p, const qf_msg *m)
         logf_("cannot encode %s: %s", qf_msg_type_name(m->type), qf_strerror(err));
         return err;
     }
-    if (c->batching) {
-        if (c->n_out == c->cap_out) {
-            size_t cap = c->cap_out ? c->cap_out * 2 : 256;
-            out_frame *o = realloc(c->out, cap * sizeof *o);
-            if (!o) {
-                free(buf);
-                return QF_ENOMEM;
-            }
-            c->out = o;
-            c->cap_out = cap;
-        }
-        out_frame *o = &c->out[c->n_out++];
-        memcpy(o->rid, p->rid, p->rid_len);
-        o->rid_len = p->rid_len;
-        o->buf = buf;
-        o->len = len;
-        o->type = m->type;
-        return 0;
-    }
-    err = send_frame(c, p->rid, p->rid_len, buf, len, m->type);
+    if (c->batching)
+        err = hold_frame(c, p, buf, len, m->type);
+    else
+        err = send_frame(c, p->rid, p->rid_len, buf, len, m->type);
     free(buf);
     return err;
 }
@@ -226,13 +254,17 @@ static int send_msg(coord *c, const peer *p, const qf_msg *m)
  * RESULTs again, clients time out: nothing was acknowledged that is not durable). */
 static void flush_out(coord *c, bool committed)
 {
-    for (size_t i = 0; i < c->n_out; i++) {
-        out_frame *o = &c->out[i];
-        if (committed)
-            send_frame(c, o->rid, o->rid_len, o->buf, o->len, o->type);
-        free(o->buf);
+    for (size_t i = 0; committed && i < c->n_out; i++) {
+        const out_frame *o = &c->out[i];
+        send_frame(c, o->rid, o->rid_len, c->out_bytes + o->off, o->len, o->type);
     }
     c->n_out = 0;
+    c->n_bytes = 0;
+    if (c->cap_bytes > OUT_BYTES_KEEP) {
+        free(c->out_bytes);
+        c->out_bytes = NULL;
+        c->cap_bytes = 0;
+    }
 }
 
 static void send_error(coord *c, peer *p, uint64_t id, int code, const char *reason)
@@ -862,6 +894,7 @@ int qf_coordinator_run(const qf_coord_opts *o)
     qf_store_close(&c.store);
     flush_out(&c, false);
     free(c.out);
+    free(c.out_bytes);
     free(c.peers);
     if (!o->zmq_ctx)
         zmq_ctx_term(ctx);

@@ -977,8 +977,8 @@ int qf_store_complete(qf_store *s, int64_t job_id, uint32_t attempt, int64_t age
     char *metrics = NULL, *samples = NULL;
     if (res->status == QF_JOB_OK) {
         samples = qf_job_samples_to_json(res->samples, res->n_samples);
-        metrics = res->has_metrics ? qf_job_metrics_to_json(&res->metrics) : NULL;
-        if (!samples || (res->has_metrics && !metrics)) {
+        metrics = qf_job_metrics_to_json(res);
+        if (!samples || ((res->has_metrics || res->has_model) && !metrics)) {
             free(samples);
             free(metrics);
             return qf_errorf(QF_ENOMEM, "store %s: cannot encode the result of job %" PRId64,

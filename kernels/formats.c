@@ -98,6 +98,58 @@ static const qf_format_traits k_traits[QF_FMT_COUNT] = {
         .blck = 128, .type_size = sizeof(qf_block_int4_g128), .weight = true,
         .family = "int", .summary = "INT4 asymmetric, groups of 128, f16 scale + u8 zero point",
         ROW_FNS(int4_g128), DOT(int4_g128, Q8_0, q8_0) },
+    /* frameworks' native schemes: ONNX Runtime (MatMulNBits) and QNN (kernels/ref/fw_ort_qnn.c) */
+    [QF_FMT_ORT_INT4_B32] = { .name = "ort_int4_b32", .gguf_type = -1,
+        .blck = 32, .type_size = sizeof(qf_block_ort_int4_b32), .weight = true,
+        .family = "onnxruntime", .summary = "ONNX Runtime MatMulNBits INT4 (Olive default: "
+        "symmetric, zero point 8), blocks of 32, f32 scale",
+        ROW_FNS(ort_int4_b32), DOT(ort_int4_b32, Q8_0, q8_0) },
+    [QF_FMT_ORT_INT4_B128] = { .name = "ort_int4_b128", .gguf_type = -1,
+        .blck = 128, .type_size = sizeof(qf_block_ort_int4_b128), .weight = true,
+        .family = "onnxruntime", .summary = "ONNX Runtime MatMulNBits INT4 (Olive default: "
+        "symmetric, zero point 8), blocks of 128, f32 scale",
+        ROW_FNS(ort_int4_b128), DOT(ort_int4_b128, Q8_0, q8_0) },
+    [QF_FMT_ORT_INT4_B128_ASYM] = { .name = "ort_int4_b128_asym", .gguf_type = -1,
+        .blck = 128, .type_size = sizeof(qf_block_ort_int4_b128_asym), .weight = true,
+        .family = "onnxruntime", .summary = "ONNX Runtime MatMulNBits INT4 asymmetric (its "
+        "quantizer's default), blocks of 128, f32 scale + zero point",
+        ROW_FNS(ort_int4_b128_asym), DOT(ort_int4_b128_asym, Q8_0, q8_0) },
+    [QF_FMT_QNN_INT8_PC] = { .name = "qnn_int8_pc", .gguf_type = -1,
+        .blck = 0, .type_size = 1, .row_header = QF_QNN_PC_HEADER,
+        .weight = true, .family = "qnn",
+        .summary = "Qualcomm QNN INT8 per-channel, f32 scale + i32 offset per row (offset 0)",
+        ROW_FNS(qnn_int8_pc), DOT(qnn_int8_pc, Q8_0, q8_0) },
+    [QF_FMT_QNN_INT16_PC] = { .name = "qnn_int16_pc", .gguf_type = -1,
+        .blck = 0, .type_size = 2, .row_header = QF_QNN_PC_HEADER,
+        .weight = true, .family = "qnn",
+        .summary = "Qualcomm QNN INT16 per-channel, f32 scale + i32 offset per row, f32 "
+        "activations", ROW_FNS(qnn_int16_pc), DOT(qnn_int16_pc, F32, f32) },
+    [QF_FMT_QNN_W4_BLOCK] = { .name = "qnn_w4_block", .gguf_type = -1,
+        .blck = QF_QNN_W4_BLOCK, .type_size = sizeof(qf_block_qnn_w4), .weight = true,
+        .family = "qnn", .summary = "Qualcomm QNN INT4 block encoding, blocks of 32, "
+        "f32 scale, signed symmetric", ROW_FNS(qnn_w4_block), DOT(qnn_w4_block, Q8_0, q8_0) },
+    /* frameworks' native schemes: OpenVINO NNCF and MLX (kernels/ref/fw_nncf_mlx.c) */
+    [QF_FMT_NNCF_INT8_ASYM] = { .name = "nncf_int8_asym", .gguf_type = -1,
+        .blck = 0, .type_size = 1, .row_header = QF_NNCF_INT8_ASYM_HEADER,
+        .weight = true, .family = "openvino",
+        .summary = "NNCF INT8_ASYM: u8 per output channel, f16 scale + u8 zero point",
+        ROW_FNS(nncf_int8_asym), DOT(nncf_int8_asym, Q8_0, q8_0) },
+    [QF_FMT_NNCF_INT4_SYM_G128] = { .name = "nncf_int4_sym_g128", .gguf_type = -1,
+        .blck = QF_NNCF_G, .type_size = sizeof(qf_block_nncf_int4_sym_g128), .weight = true,
+        .family = "openvino", .summary = "NNCF INT4_SYM: signed i4, groups of 128, f16 scale",
+        ROW_FNS(nncf_int4_sym_g128), DOT(nncf_int4_sym_g128, Q8_0, q8_0) },
+    [QF_FMT_NNCF_INT4_ASYM_G128] = { .name = "nncf_int4_asym_g128", .gguf_type = -1,
+        .blck = QF_NNCF_G, .type_size = sizeof(qf_block_nncf_int4_asym_g128), .weight = true,
+        .family = "openvino",
+        .summary = "NNCF INT4_ASYM: u4, groups of 128, f16 scale + zero point",
+        ROW_FNS(nncf_int4_asym_g128), DOT(nncf_int4_asym_g128, Q8_0, q8_0) },
+#define MLX_AFFINE_ROW(B, G)                                                                \
+    [QF_FMT_MLX_AFFINE##B##_G##G] = { .name = "mlx_affine" #B "_g" #G, .gguf_type = -1,      \
+        .blck = G, .type_size = sizeof(qf_block_mlx_affine##B##_g##G), .weight = true,       \
+        .family = "mlx", .summary = "MLX affine " #B "-bit, groups of " #G ", f16 scale + bias", \
+        ROW_FNS(mlx_affine##B##_g##G), DOT(mlx_affine##B##_g##G, Q8_0, q8_0) },
+    QF_MLX_AFFINE_FORMATS(MLX_AFFINE_ROW)
+#undef MLX_AFFINE_ROW
 };
 
 const qf_format_traits *qf_format_get(qf_format fmt)

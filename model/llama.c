@@ -55,6 +55,8 @@ struct qf_llama {
     float *k_cache, *v_cache;         /* n_layer x n_ctx x n_embd_kv */
     float *x, *xn, *q, *k, *v, *att, *gate, *up, *scores;
     void  *scratch;                   /* qf_matmul's quantized activations */
+    void **owned;                     /* requantized matrices (opts.requant), n_owned of them */
+    size_t n_owned;
 };
 
 __attribute__((format(printf, 4, 5)))
@@ -94,6 +96,50 @@ static int get_float(const qf_gguf *g, const char *key, float dflt, float *out)
     return 0;
 }
 
+/* Whether rows of ncols split into fmt's blocks and its activation format's (without the
+ * message qf_format_check_cols prints: here a misfit only means "keep the file's format"). */
+static bool fits(qf_format fmt, int64_t ncols)
+{
+    const qf_format_traits *t = qf_format_get(fmt);
+    int64_t b = t->blck ? t->blck : 1, a = qf_format_get(t->act)->blck;
+    return t->weight && ncols % b == 0 && (a == 0 || ncols % a == 0);
+}
+
+/* Decodes nrows rows of src (format from) and quantizes them to opts.requant_fmt into a buffer
+ * the model owns. QF_ENOMEM. */
+static int requantize(qf_llama *m, qf_format from, const void *src, int64_t nrows,
+                      int64_t ncols, const void **data, size_t *size)
+{
+    qf_format to = m->opts.requant_fmt;
+    size_t rs_from = qf_format_row_size(from, ncols), rs_to = qf_format_row_size(to, ncols);
+    void **owned = realloc(m->owned, (m->n_owned + 1) * sizeof *owned);
+    if (!owned)
+        return QF_ENOMEM;
+    m->owned = owned;
+    uint8_t *dst = malloc(rs_to * (size_t)nrows);
+    float *row = malloc((size_t)ncols * sizeof *row);
+    if (!dst || !row) {
+        free(dst);
+        free(row);
+        return QF_ENOMEM;
+    }
+    int err = 0;
+    for (int64_t r = 0; !err && r < nrows; r++) {
+        err = qf_dequantize(from, (const uint8_t *)src + (size_t)r * rs_from, row, 1, ncols);
+        if (!err)
+            err = qf_quantize(to, row, dst + (size_t)r * rs_to, 1, ncols);
+    }
+    free(row);
+    if (err) {
+        free(dst);
+        return err;
+    }
+    m->owned[m->n_owned++] = dst;
+    *data = dst;
+    *size = rs_to * (size_t)nrows;
+    return 0;
+}
+
 /* A tensor of exactly the shape asked (ncols innermost), in a weight format we have. */
 static int find_mat(qf_llama *m, const char *name, int64_t ncols, int64_t nrows, mat *out,
                     char *why, size_t why_len)
@@ -113,13 +159,23 @@ static int find_mat(qf_llama *m, const char *name, int64_t ncols, int64_t nrows,
     if (qf_format_check_cols(fmt, ncols) != 0)
         return fail(QF_EPARSE, why, why_len, "%s: tensor '%s': rows of %" PRId64 " do not fit "
                     "%s", qf_gguf_path(m->g), name, ncols, qf_format_get(fmt)->name);
+    const void *data = t->data;
+    size_t size = t->size;
+    if (m->opts.requant && fmt != m->opts.requant_fmt && fits(m->opts.requant_fmt, ncols)) {
+        int err = requantize(m, fmt, t->data, nrows, ncols, &data, &size);
+        if (err)
+            return fail(err, why, why_len, "%s: tensor '%s': out of memory requantizing it "
+                        "to %s", qf_gguf_path(m->g), name,
+                        qf_format_get(m->opts.requant_fmt)->name);
+        fmt = m->opts.requant_fmt;
+    }
     qf_isa isa = m->opts.force_isa ? m->opts.isa : qf_isa_best();
     if (qf_kernels_get(isa, fmt, &out->ks) != 0)
         return fail(QF_EUNSUP, why, why_len, "the %s kernels do not run here", qf_isa_name(isa));
-    out->data = t->data;
+    out->data = data;
     out->nrows = nrows;
     out->ncols = ncols;
-    m->weight_bytes += t->size;
+    m->weight_bytes += size;
     return 0;
 }
 
@@ -294,6 +350,9 @@ void qf_llama_destroy(qf_llama **mp)
         free(*bufs[i]);
     free(m->scratch);
     free(m->layers);
+    for (size_t i = 0; i < m->n_owned; i++)
+        free(m->owned[i]);
+    free(m->owned);
     qf_pool_destroy(&m->pool);
     qf_gguf_close(&m->g);
     free(m);

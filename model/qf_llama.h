@@ -35,6 +35,12 @@ typedef struct qf_llama_opts {
     int     threads;       /* >= 1 */
     bool    force_isa;     /* false: the best kernels the host runs */
     qf_isa  isa;
+    /* requant: every weight matrix is decoded and quantized to requant_fmt at load, in
+     * memory, as `qfleet quantize --type` would write it (llama-quantize --pure): a matrix
+     * whose rows do not split into the format's blocks keeps its own format. How the agent's
+     * eval job measures a scheme on a model without writing a file per scheme. */
+    bool      requant;
+    qf_format requant_fmt;
 } qf_llama_opts;
 
 typedef struct qf_llama qf_llama;

@@ -220,7 +220,7 @@ static void table_head(FILE *out, const qf_report *rep, bool with_device)
           "<th>speed-up vs base [95% CI]</th><th>GB/s</th><th>SNR dB</th><th>NMSE</th>"
           "<th>cosine</th>", out);
     if (rep->has_ppl)
-        fputs("<th>perplexity</th>", out);
+        fputs("<th>perplexity</th><th>quality retention (same top)</th>", out);
     if (rep->has_kld)
         fputs("<th>KLD</th>", out);
     if (with_device)
@@ -241,7 +241,7 @@ static void table_row(FILE *out, const qf_report *rep, const qf_report_row *w, b
         fputs("</td>", out);
     }
     if (rep->has_ppl)
-        fprintf(out, "<td class=\"n\">%s</td>", c.ppl);
+        fprintf(out, "<td class=\"n\">%s</td><td class=\"n\">%s</td>", c.ppl, c.retention);
     if (rep->has_kld)
         fprintf(out, "<td class=\"n\">%s</td>", c.kld);
     if (with_device) {
@@ -714,7 +714,15 @@ int qf_report_write_html(const qf_report *rep, FILE *out)
           "speed-up are against the run's baseline format on the same agent, op and shape; "
           "speed-up = baseline median time / median time, with a 95% percentile bootstrap "
           "interval. Quality is measured on the quantized tensor against its float original. "
-          "Every row links to its raw samples.</p>\n", out);
+          "Rows of kind framework ran in that framework, against its own unquantized format; "
+          "\"[ours]\" marks a framework's scheme run with quantfleet's kernels. Every row "
+          "links to its raw samples.</p>\n", out);
+    if (rep->has_ppl)
+        fputs("<p>Model-level rows (kind eval): perplexity of the quantized model on the text; "
+              "<b>quality retention</b> = top-1 agreement with the unquantized model, the "
+              "fraction of positions where both predict the same next token (llama.cpp's "
+              "\"same top p\"); KLD = mean KL divergence from the unquantized model's next-token "
+              "distribution (docs/metrics.md).</p>\n", out);
     table_head(out, rep, true);
     for (size_t i = 0; i < rep->n_rows; i++)
         table_row(out, rep, &rep->rows[i], true);

@@ -52,7 +52,9 @@ typedef struct qf_rs_result {
     qf_job_spec spec;
     bool     has_metrics;
     double   rmse, nmse, snr_db, max_abs, cosine;   /* NaN when absent; snr_db may be +inf */
-    double   ppl, kld;                             /* model-level metrics, NaN when absent */
+    double   ppl, kld, same_top;                   /* model-level metrics (eval jobs), NaN
+                                                      when absent; same_top is the quality
+                                                      retention (docs/metrics.md) */
     double  *samples;                              /* seconds per repetition; owned */
     size_t   n_samples;
     double   median_s;                             /* NaN without samples */
@@ -168,15 +170,19 @@ void qf_report_destroy(qf_report **rep);
 
 /* A row's cells as the tables print them ("-" where there is no value). */
 typedef struct qf_report_cells {
-    char framework[32], format[QF_JOB_FORMAT_MAX], op[QF_JOB_KIND_MAX], shape[48];
+    char framework[48], format[QF_JOB_FORMAT_MAX], op[QF_JOB_KIND_MAX], shape[48];
     char bpw[16], bytes[24], mem[16], speedup[48], gbps[16];
-    char snr[16], nmse[16], cosine[16], ppl[16], kld[16];
+    char snr[16], nmse[16], cosine[16], ppl[16], kld[16], retention[16];
 } qf_report_cells;
 
 void qf_report_cells_fill(const qf_report_row *w, qf_report_cells *c);
 
-/* "llama.cpp GGUF" for GGUF formats, "float" and "quantfleet" otherwise. Static storage. */
-const char *qf_report_framework(const char *format);
+/* The chapter's Framework column for a job: a framework job's framework ("ONNX Runtime
+ * (Olive)"), else the owner of the format's scheme - "llama.cpp GGUF" for the GGUF formats,
+ * the framework's title for a framework's native scheme (format family ort, nncf, mlx, qnn),
+ * "float" and "quantfleet" otherwise - with " [ours]" when our kernels ran another's scheme.
+ * Static storage or buf. */
+const char *qf_report_framework(const qf_job_spec *spec, char *buf, size_t len);
 
 /* --- two commits compared (compare.c) ----------------------------------------------------- */
 

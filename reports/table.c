@@ -18,27 +18,54 @@
 
 #include "qf_err.h"
 #include "qf_formats.h"
+#include "qf_framework.h"
 
-const char *qf_report_framework(const char *format)
+/* A format family that is a framework's native scheme, and that framework's adapter name. */
+static const char *const k_family_fw[][2] = {
+    { "gguf", "llamacpp" }, { "onnxruntime", "ort" }, { "openvino", "openvino" }, { "mlx", "mlx" },
+    { "qnn", "qnn" },
+};
+
+const char *qf_report_framework(const qf_job_spec *spec, char *buf, size_t len)
 {
+    const qf_framework *fw = strcmp(spec->kind, "framework") == 0 ? qf_framework_of(spec) : NULL;
+    if (fw)
+        return fw->title;
     qf_format f;
-    if (qf_format_from_name(format, &f))
+    if (qf_format_from_name(spec->format, &f))
         return "-";
     const qf_format_traits *t = qf_format_get(f);
-    if (t->gguf_type >= 0 && strcmp(t->family, "gguf") == 0)
-        return "llama.cpp GGUF";
+    for (size_t i = 0; i < sizeof k_family_fw / sizeof k_family_fw[0]; i++) {
+        if (strcmp(t->family, k_family_fw[i][0]) != 0)
+            continue;
+        const qf_framework *owner = qf_framework_find(k_family_fw[i][1]);
+        if (!owner)
+            break;
+        snprintf(buf, len, "%s [ours]", owner->title);
+        return buf;
+    }
     return strcmp(t->family, "float") == 0 ? "float" : "quantfleet";
+}
+
+/* The format a row's speed-up divides by: a framework job's framework's own unquantized
+ * format, else the run's baseline. */
+static const char *baseline_format(const qf_report *rep, const qf_rs_result *r)
+{
+    const qf_framework *fw =
+        strcmp(r->spec.kind, "framework") == 0 ? qf_framework_of(&r->spec) : NULL;
+    return fw ? fw->baseline : rep->rs->runs[r->run].baseline;
 }
 
 static bool same_job_but_format(const qf_job_spec *a, const qf_job_spec *b)
 {
     return strcmp(a->kind, b->kind) == 0 && strcmp(a->dataset, b->dataset) == 0 &&
-           a->rows == b->rows && a->cols == b->cols && a->threads == b->threads;
+           a->rows == b->rows && a->cols == b->cols && a->threads == b->threads &&
+           qf_job_framework(a) == qf_job_framework(b);   /* static names: same pointer */
 }
 
 static const qf_rs_result *baseline_of(const qf_report *rep, const qf_rs_result *r)
 {
-    const char *baseline = rep->rs->runs[r->run].baseline;
+    const char *baseline = baseline_format(rep, r);
     if (!*baseline)
         return NULL;
     for (size_t i = 0; i < rep->n_all; i++) {

@@ -43,11 +43,12 @@
 enum key {
     K_NAME, K_DESCRIPTION, K_BASELINE, K_REPETITIONS, K_WARMUP, K_TIMEOUT, K_PRIORITY,
     K_MAX_ATTEMPTS, K_SEEDS, K_THREADS, K_DATASETS, K_FORMATS, K_OPS, K_SHAPES, K_DEVICES,
-    K_COUNT
+    K_FRAMEWORKS, K_MODELS, K_COUNT
 };
 static const char *const k_keys[K_COUNT] = {
     "name", "description", "baseline", "repetitions", "warmup", "timeout", "priority",
     "max_attempts", "seeds", "threads", "datasets", "formats", "ops", "shapes", "devices",
+    "frameworks", "models",
 };
 
 /* The axes of the product, in expansion order (datasets outermost). */
@@ -71,8 +72,31 @@ typedef struct axis {
     bool        set;       /* the key was in the file (else a default or absent) */
 } axis;
 
+/* frameworks: NAME: [formats]: framework jobs of those formats over the other axes
+ * (datasets, shapes, threads, seeds, devices), the devices' selectors joined by backend=NAME. */
+#define QF_SUITE_MAX_FRAMEWORKS 8
+typedef struct fw_entry {
+    char        name[16];
+    yaml_mark_t at;
+    axis        formats;
+} fw_entry;
+
+/* models: eval jobs, each model (a GGUF manifest) on a text quantized to each of its formats,
+ * over the suite's threads, seeds and devices. */
+#define QF_SUITE_MAX_MODELS 16
+typedef struct model_entry {
+    char        dataset[QF_JOB_DATASET_MAX];   /* "MODEL@TEXT", as the eval job takes it */
+    yaml_mark_t at;
+    int64_t     ctx, chunks, reps;
+    axis        formats;
+} model_entry;
+
 typedef struct draft {
     char        name[sizeof(((qf_suite *)0)->name)];
+    fw_entry    fw[QF_SUITE_MAX_FRAMEWORKS];
+    size_t      n_fw;
+    model_entry model[QF_SUITE_MAX_MODELS];
+    size_t      n_model;
     char        baseline[QF_JOB_FORMAT_MAX];
     yaml_mark_t baseline_at;
     uint32_t    reps, warmup, timeout_ms, max_attempts;
@@ -458,6 +482,106 @@ static int read_shapes(ctx *c, yaml_node_t *n, axis *ax)
     return err;
 }
 
+/* frameworks: a map of framework name -> list of formats. The names are the job layer's
+ * (qf_job_frameworks); each format must be a weight format of the table (the adapter says at
+ * run time whether it runs it: a suite is checked without the agents). */
+static int read_frameworks(ctx *c, yaml_node_t *n, draft *dr)
+{
+    char d[64];
+    if (n->type != YAML_MAPPING_NODE)
+        return failf(c, QF_EINVAL, n->start_mark, "frameworks: expected a map of framework "
+                     "name to formats, like {ort: [f32, ort_int4_b32]}, got %s",
+                     describe(n, d, sizeof d));
+    int nk = 0;
+    const char *const *known = qf_job_frameworks(&nk);
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *kn = node_at(c, p->key);
+        const char *name;
+        int err = text_of(c, "frameworks: name", kn, sizeof dr->fw[0].name, &name);
+        if (err)
+            return err;
+        int k = 0;
+        while (k < nk && strcmp(known[k], name) != 0)
+            k++;
+        if (k == nk) {
+            char hint[64];
+            suggest(name, known, (size_t)nk, hint, sizeof hint);
+            return failf(c, QF_EINVAL, kn->start_mark, "frameworks: unknown framework '%.40s'%s;"
+                         " frameworks are ort, llamacpp, openvino, mlx, qnn", name, hint);
+        }
+        for (size_t i = 0; i < dr->n_fw; i++)
+            if (!strcmp(dr->fw[i].name, name))
+                return failf(c, QF_EINVAL, kn->start_mark, "frameworks: %s given twice", name);
+        if (dr->n_fw == QF_SUITE_MAX_FRAMEWORKS)
+            return failf(c, QF_EINVAL, kn->start_mark, "frameworks: more than %d",
+                         QF_SUITE_MAX_FRAMEWORKS);
+        fw_entry *f = &dr->fw[dr->n_fw++];
+        copy_str(f->name, sizeof f->name, name);
+        f->at = kn->start_mark;
+        if ((err = read_formats(c, node_at(c, p->value), &f->formats)) != 0)
+            return err;
+    }
+    return 0;
+}
+
+/* models: a list of maps {model: manifest:NAME, text: text:NAME | manifest:NAME, formats: [..],
+ * ctx: 512, chunks: 8, repetitions: 3}; model, text and formats required. */
+static int read_models(ctx *c, yaml_node_t *n, draft *dr)
+{
+    char d[64];
+    if (n->type != YAML_SEQUENCE_NODE || n->data.sequence.items.top == n->data.sequence.items.start)
+        return failf(c, QF_EINVAL, n->start_mark, "models: expected a list of maps like {model: "
+                     "manifest:NAME, text: text:NAME, formats: [q4_K]}, got %s",
+                     describe(n, d, sizeof d));
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+         it++) {
+        yaml_node_t *e = node_at(c, *it);
+        if (e->type != YAML_MAPPING_NODE)
+            return failf(c, QF_EINVAL, e->start_mark, "models: expected a map, got %s",
+                         describe(e, d, sizeof d));
+        if (dr->n_model == QF_SUITE_MAX_MODELS)
+            return failf(c, QF_EINVAL, e->start_mark, "models: more than %d",
+                         QF_SUITE_MAX_MODELS);
+        model_entry *m = &dr->model[dr->n_model++];
+        m->at = e->start_mark;
+        m->ctx = 512;
+        m->chunks = 8;
+        m->reps = 3;
+        const char *model = NULL, *text = NULL;
+        int err = 0;
+        for (yaml_node_pair_t *p = e->data.mapping.pairs.start;
+             !err && p < e->data.mapping.pairs.top; p++) {
+            yaml_node_t *kn = node_at(c, p->key), *vn = node_at(c, p->value);
+            const char *k = kn->type == YAML_SCALAR_NODE ? scalar(kn) : "";
+            if (!strcmp(k, "model"))
+                err = text_of(c, "models: model", vn, QF_JOB_DATASET_MAX, &model);
+            else if (!strcmp(k, "text"))
+                err = text_of(c, "models: text", vn, QF_JOB_DATASET_MAX, &text);
+            else if (!strcmp(k, "formats"))
+                err = read_formats(c, vn, &m->formats);
+            else if (!strcmp(k, "ctx"))
+                err = int_of(c, "models: ctx", vn, QF_JOB_EVAL_MIN_CTX, QF_JOB_MAX_DIM, &m->ctx);
+            else if (!strcmp(k, "chunks"))
+                err = int_of(c, "models: chunks", vn, 1, QF_JOB_MAX_DIM, &m->chunks);
+            else if (!strcmp(k, "repetitions"))
+                err = int_of(c, "models: repetitions", vn, 1, QF_JOB_MAX_REPS, &m->reps);
+            else
+                err = failf(c, QF_EINVAL, kn->start_mark, "models: unknown key '%.40s'; keys "
+                            "are model, text, formats, ctx, chunks, repetitions", k);
+        }
+        if (err)
+            return err;
+        if (!model || !text || !m->formats.n)
+            return failf(c, QF_EINVAL, e->start_mark, "models: each needs model, text and "
+                         "formats");
+        int w = snprintf(m->dataset, sizeof m->dataset, "%s@%s", model, text);
+        if (w < 0 || (size_t)w >= sizeof m->dataset)
+            return failf(c, QF_EINVAL, e->start_mark, "models: '%s@%s' is longer than %d bytes",
+                         model, text, QF_JOB_DATASET_MAX - 1);
+    }
+    return 0;
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -583,6 +707,8 @@ static int read_key(ctx *c, draft *dr, enum key k, yaml_node_t *v)
     case K_OPS:      return read_names(c, "ops", v, QF_JOB_KIND_MAX, &dr->ax[AX_OPS]);
     case K_SHAPES:   return read_shapes(c, v, &dr->ax[AX_SHAPES]);
     case K_DEVICES:  return read_devices(c, v, &dr->ax[AX_DEVICES]);
+    case K_FRAMEWORKS: return read_frameworks(c, v, dr);
+    case K_MODELS:   return read_models(c, v, dr);
     case K_COUNT:    break;
     }
     assert(!"unreachable");
@@ -610,7 +736,8 @@ static int read_map(ctx *c, draft *dr, yaml_node_t *root)
             suggest(ks, k_keys, K_COUNT, hint, sizeof hint);
             return failf(c, QF_EINVAL, kn->start_mark, "unknown key '%.40s'%s; keys are name, "
                          "description, baseline, repetitions, warmup, timeout, priority, "
-                         "max_attempts, seeds, threads, datasets, formats, ops, shapes, devices",
+                         "max_attempts, seeds, threads, datasets, formats, ops, shapes, devices, "
+                         "frameworks, models",
                          ks, hint);
         }
         if (dr->seen[k])
@@ -694,11 +821,16 @@ static uint64_t mul_sat(uint64_t a, uint64_t b)
 /* Jobs the draft expands to, given how many ops take a format and how many do not. */
 static uint64_t count_jobs(const draft *dr, uint64_t with_fmt, uint64_t without)
 {
-    uint64_t n = mul_sat(with_fmt, dr->ax[AX_FORMATS].n) + without;
-    for (int a = 0; a < AX_COUNT; a++)
-        if (a != AX_FORMATS && a != AX_OPS)
-            n = mul_sat(n, dr->ax[a].n);
-    return n;
+    /* the main product and the framework jobs span datasets x shapes; eval jobs do not (their
+     * model and context are their own); all of them span threads x seeds x devices */
+    uint64_t per_data = mul_sat(with_fmt, dr->ax[AX_FORMATS].n) + without;
+    for (size_t f = 0; f < dr->n_fw; f++)
+        per_data += dr->fw[f].formats.n;
+    uint64_t n = mul_sat(mul_sat(per_data, dr->ax[AX_DATASETS].n), dr->ax[AX_SHAPES].n);
+    for (size_t m = 0; m < dr->n_model; m++)
+        n += dr->model[m].formats.n;
+    return mul_sat(mul_sat(mul_sat(n, dr->ax[AX_THREADS].n), dr->ax[AX_SEEDS].n),
+                   dr->ax[AX_DEVICES].n);
 }
 
 /* at_least: n is a lower bound (before ops are known to take a format or not). */
@@ -873,6 +1005,95 @@ static int expand(ctx *c, const draft *dr, size_t n, qf_job_spec **out_jobs)
             table[h] = (uint32_t)++j;
         }
     }
+    /* then the framework jobs: each framework's formats over the same datasets, shapes,
+     * threads, seeds and devices, kind "framework", the device selector plus backend=NAME */
+    for (size_t f = 0; !err && f < dr->n_fw; f++) {
+        const fw_entry *fw = &dr->fw[f];
+        for (k.i[0] = 0; !err && k.i[0] < ax[0].n; k.i[0]++)
+        for (k.i[1] = 0; !err && k.i[1] < fw->formats.n; k.i[1]++)
+        for (k.i[3] = 0; !err && k.i[3] < ax[3].n; k.i[3]++)
+        for (k.i[4] = 0; !err && k.i[4] < ax[4].n; k.i[4]++)
+        for (k.i[5] = 0; !err && k.i[5] < ax[5].n; k.i[5]++)
+        for (k.i[6] = 0; !err && k.i[6] < ax[6].n; k.i[6]++) {
+            assert(j < n);
+            qf_job_spec *s = &jobs[j];
+            copy_str(s->kind, sizeof s->kind, "framework");
+            copy_str(s->format, sizeof s->format, fw->formats.v[k.i[1]].s);
+            copy_str(s->dataset, sizeof s->dataset, ax[AX_DATASETS].v[k.i[AX_DATASETS]].s);
+            s->rows = ax[AX_SHAPES].v[k.i[AX_SHAPES]].a;
+            s->cols = ax[AX_SHAPES].v[k.i[AX_SHAPES]].b;
+            s->threads = (uint32_t)ax[AX_THREADS].v[k.i[AX_THREADS]].a;
+            s->seed = (uint64_t)ax[AX_SEEDS].v[k.i[AX_SEEDS]].a;
+            const char *dev = ax[AX_DEVICES].v[k.i[AX_DEVICES]].s;
+            int w = snprintf(s->selector, sizeof s->selector, "%s%sbackend=%s", dev,
+                             dev[0] ? " " : "", fw->name);
+            s->reps = dr->reps;
+            s->warmup = dr->warmup;
+            s->timeout_ms = dr->timeout_ms;
+            s->priority = dr->priority;
+            char why[QF_JOB_ERROR_MAX], key[QF_JOB_KEY_MAX];
+            if (w < 0 || (size_t)w >= sizeof s->selector) {
+                err = failf(c, QF_EINVAL, fw->at, "frameworks: %s: the device selector {%s} "
+                            "with backend=%s is longer than %d bytes", fw->name, dev, fw->name,
+                            QF_JOB_SELECTOR_MAX - 1);
+                break;
+            }
+            if (qf_job_spec_validate(s, why, sizeof why) != 0) {
+                qf_job_key(s, key);
+                err = failf(c, QF_EINVAL, fw->formats.v[k.i[1]].at, "frameworks: %s: job %s: %s",
+                            fw->name, key, why);
+                break;
+            }
+            size_t h = (size_t)job_hash(s) & (cap - 1);
+            while (table[h] && !same_job(&jobs[table[h] - 1], s))
+                h = (h + 1) & (cap - 1);
+            if (table[h]) {
+                qf_job_key(s, key);
+                err = failf(c, QF_EINVAL, fw->formats.v[k.i[1]].at, "frameworks: %s: job %s is "
+                            "listed twice", fw->name, key);
+                break;
+            }
+            table[h] = (uint32_t)++j;
+        }
+    }
+    /* then the eval jobs: each model's formats over threads, seeds and devices */
+    for (size_t mi = 0; !err && mi < dr->n_model; mi++) {
+        const model_entry *me = &dr->model[mi];
+        for (k.i[1] = 0; !err && k.i[1] < me->formats.n; k.i[1]++)
+        for (k.i[4] = 0; !err && k.i[4] < ax[4].n; k.i[4]++)
+        for (k.i[5] = 0; !err && k.i[5] < ax[5].n; k.i[5]++)
+        for (k.i[6] = 0; !err && k.i[6] < ax[6].n; k.i[6]++) {
+            assert(j < n);
+            qf_job_spec *s = &jobs[j];
+            copy_str(s->kind, sizeof s->kind, "eval");
+            copy_str(s->format, sizeof s->format, me->formats.v[k.i[1]].s);
+            copy_str(s->dataset, sizeof s->dataset, me->dataset);
+            s->rows = me->ctx;
+            s->cols = me->chunks;
+            s->threads = (uint32_t)ax[AX_THREADS].v[k.i[AX_THREADS]].a;
+            s->seed = (uint64_t)ax[AX_SEEDS].v[k.i[AX_SEEDS]].a;
+            copy_str(s->selector, sizeof s->selector, ax[AX_DEVICES].v[k.i[AX_DEVICES]].s);
+            s->reps = (uint32_t)me->reps;
+            s->warmup = 0;
+            s->timeout_ms = dr->timeout_ms;
+            s->priority = dr->priority;
+            char why[QF_JOB_ERROR_MAX], key[QF_JOB_KEY_MAX];
+            if (qf_job_spec_validate(s, why, sizeof why) != 0) {
+                err = failf(c, QF_EINVAL, me->at, "models: %s", why);
+                break;
+            }
+            size_t h = (size_t)job_hash(s) & (cap - 1);
+            while (table[h] && !same_job(&jobs[table[h] - 1], s))
+                h = (h + 1) & (cap - 1);
+            if (table[h]) {
+                qf_job_key(s, key);
+                err = failf(c, QF_EINVAL, me->formats.v[k.i[1]].at, "models: job %s is listed "
+                            "twice", key);
+                break;
+            }
+            table[h] = (uint32_t)++j;
+        }
+    }
     assert(err || j == n);
     free(combos);
     free(table);
@@ -961,6 +1182,10 @@ static void draft_free(draft *dr)
 {
     for (int a = 0; a < AX_COUNT; a++)
         free(dr->ax[a].v);
+    for (size_t f = 0; f < dr->n_fw; f++)
+        free(dr->fw[f].formats.v);
+    for (size_t m = 0; m < dr->n_model; m++)
+        free(dr->model[m].formats.v);
 }
 
 /* Defaults from docs/suites.md; the singleton lists (seeds [42], threads [1], devices [{}])

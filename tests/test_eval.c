@@ -8,7 +8,10 @@
  *   - the top-k file: with k = the whole vocabulary it gives the exact KLD of the model
  *     baseline; with a small k it never exceeds the exact KLD (the documented lower bound);
  *   - refusals: a text shorter than one chunk, a file of another context, a truncated file,
- *     a file that is not one.
+ *     a file that is not one;
+ *   - the agent's eval job (agent/jobs.c) end to end: the f32 model named by a manifest whose
+ *     file is already in the cache (QF_CACHE_DIR), the shipped text, quantized in memory to
+ *     q4_0 (a real gap to the baseline) and to f32 (none), and a missing text refused by name.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +26,8 @@
 
 #include "qf_err.h"
 #include "qf_eval.h"
+#include "qf_job.h"
+#include "qf_jobs.h"
 #include "qf_rng.h"
 
 #define CTX 32
@@ -209,6 +214,73 @@ static int setup(void **state)
     return 0;
 }
 
+/* A manifest folder with tiny.yaml and the shipped texts, and a cache holding its file. */
+static void stage_manifest(void)
+{
+    char cmd[3000];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/manifests' '%s/cache/tiny' && "
+             "cp -r '%s/datasets/texts' '%s/manifests/' && cp '%s' '%s/cache/tiny/tiny-f32.gguf' && "
+             "printf 'name: tiny\nkind: model\nformat: gguf\n"
+             "url: https://example.invalid/tiny-f32.gguf\nmax_size: 100000000\n"
+             "unverified: true\nlicense: none\ndescription: the tests tiny llama\n' "
+             "> '%s/manifests/tiny.yaml'", g_dir, g_dir, QF_SOURCE_DIR, g_dir, g_f32, g_dir,
+             g_dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s/manifests", g_dir);
+    setenv("QF_MANIFEST_DIR", cmd, 1);
+    snprintf(cmd, sizeof cmd, "%s/cache", g_dir);
+    setenv("QF_CACHE_DIR", cmd, 1);
+}
+
+static void run_eval_job(const char *format, const char *dataset, qf_job_result *r)
+{
+    qf_job_spec s = { .rows = CTX, .cols = 3, .reps = 2, .warmup = 0, .threads = 2,
+                      .timeout_ms = 60000 };
+    snprintf(s.kind, sizeof s.kind, "eval");
+    snprintf(s.format, sizeof s.format, "%s", format);
+    snprintf(s.dataset, sizeof s.dataset, "%s", dataset);
+    assert_int_equal(qf_jobs_run(&s, r), 0);
+}
+
+static void test_eval_job(void **state)
+{
+    (void)state;
+    stage_manifest();
+    const char *ds = "manifest:tiny@text:alice-chapter1-opening";
+    qf_job_result r;
+    run_eval_job("q4_0", ds, &r);
+    if (r.status != QF_JOB_OK)
+        fail_msg("eval q4_0: %s", r.error);
+    assert_true(r.has_model);
+    assert_false(r.has_metrics);
+    assert_int_equal(r.n_samples, 2);
+    for (uint32_t i = 0; i < r.n_samples; i++)
+        assert_true(r.samples[i] > 0);
+    const qf_job_model *m = &r.model;
+    printf("eval job q4_0: PPL %.3f (base %.3f), KLD %.5f, same top %.3f, pp %.0f t/s, "
+           "tg %.0f t/s, %lld scored\n", m->ppl, m->ppl_base, m->kld, m->same_top, m->pp_tps,
+           m->tg_tps, (long long)m->n_scored);
+    assert_true(m->ppl > 1 && m->ppl_base > 1 && m->ppl != m->ppl_base);
+    assert_true(m->kld > 0 && m->same_top > 0 && m->same_top <= 1);
+    assert_true(m->pp_tps > 0 && m->tg_tps > 0);
+    assert_int_equal(m->n_scored, 3 * (CTX / 2 - 1));   /* the last position has no next */
+    assert_true(r.bytes > 0 && r.bpw == 4.5);
+    qf_job_result_clear(&r);
+
+    run_eval_job("f32", ds, &r);           /* the model against itself */
+    if (r.status != QF_JOB_OK)
+        fail_msg("eval f32: %s", r.error);
+    assert_true(r.model.kld < 1e-9 && r.model.same_top == 1.0);
+    assert_true(fabs(r.model.ppl - r.model.ppl_base) < 1e-9 * r.model.ppl_base);
+    qf_job_result_clear(&r);
+
+    run_eval_job("q4_0", "manifest:tiny@text:no-such-text", &r);
+    assert_int_equal(r.status, QF_JOB_FAILED);
+    if (!strstr(r.error, "no-such-text.txt"))
+        fail_msg("the reason does not name the text: %s", r.error);
+    qf_job_result_clear(&r);
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -223,6 +295,7 @@ int main(void)
         cmocka_unit_test(test_self_and_by_hand),
         cmocka_unit_test(test_topk_file),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_eval_job),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -51,6 +51,17 @@ static void test_bits_per_weight(void **state)
         { "q3_K", 3.4375 }, { "q4_K", 4.5 }, { "q5_K", 5.5 }, { "q6_K", 6.5625 },
         { "iq4_nl", 4.5 }, { "int8_pc", 8.0 }, { "int4_g32", 4.75 }, { "int4_g64", 4.375 },
         { "int4_g128", 4.1875 },
+        /* ONNX Runtime MatMulNBits and QNN (per-row ones: the values' bits alone) */
+        { "ort_int4_b32", 5.0 }, { "ort_int4_b128", 4.25 }, { "ort_int4_b128_asym", 4.3125 },
+        { "qnn_int8_pc", 8.0 }, { "qnn_int16_pc", 16.0 }, { "qnn_w4_block", 5.0 },
+        /* OpenVINO NNCF and MLX affine: bits + 16 per f16 parameter / group (+8 for a u8 z) */
+        { "nncf_int8_asym", 8.0 }, { "nncf_int4_sym_g128", 4.125 },
+        { "nncf_int4_asym_g128", 4.1875 }, { "mlx_affine2_g32", 3.0 },
+        { "mlx_affine2_g64", 2.5 }, { "mlx_affine2_g128", 2.25 }, { "mlx_affine3_g32", 4.0 },
+        { "mlx_affine3_g64", 3.5 }, { "mlx_affine3_g128", 3.25 }, { "mlx_affine4_g32", 5.0 },
+        { "mlx_affine4_g64", 4.5 }, { "mlx_affine4_g128", 4.25 }, { "mlx_affine6_g32", 7.0 },
+        { "mlx_affine6_g64", 6.5 }, { "mlx_affine6_g128", 6.25 }, { "mlx_affine8_g32", 9.0 },
+        { "mlx_affine8_g64", 8.5 }, { "mlx_affine8_g128", 8.25 },
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         qf_format f;

@@ -320,13 +320,27 @@ static void test_json_refusals(void **state)
 static void test_metrics_samples_json(void **state)
 {
     (void)state;
-    qf_job_metrics m = { .rmse = 0.5, .nmse = 0.25, .snr_db = INFINITY, .max_abs = NAN,
-                         .cosine = 1.0 };
-    char *t = qf_job_metrics_to_json(&m);
+    qf_job_result r = { .has_metrics = true };
+    r.metrics = (qf_job_metrics){ .rmse = 0.5, .nmse = 0.25, .snr_db = INFINITY, .max_abs = NAN,
+                                  .cosine = 1.0 };
+    char *t = qf_job_metrics_to_json(&r);
     assert_non_null(t);
     assert_string_equal(t, "{\"rmse\":0.5,\"nmse\":0.25,\"snr_db\":null,\"max_abs\":null,"
                            "\"cosine\":1.0}");
     free(t);
+    /* an eval job: model numbers only, NaN as null */
+    r = (qf_job_result){ .has_model = true };
+    r.model = (qf_job_model){ .ppl = 12.5, .ppl_err = 0.25, .ppl_base = 12.0, .kld = 0.5,
+                              .kld_p99 = NAN, .same_top = 0.75, .dp_rms = 0.125, .pp_tps = 100,
+                              .tg_tps = 10, .n_scored = 256 };
+    t = qf_job_metrics_to_json(&r);
+    assert_non_null(t);
+    assert_string_equal(t, "{\"perplexity\":12.5,\"perplexity_err\":0.25,\"perplexity_base\":"
+                           "12.0,\"kld\":0.5,\"kld_p99\":null,\"same_top\":0.75,\"dp_rms\":"
+                           "0.125,\"pp_tps\":100.0,\"tg_tps\":10.0,\"n_scored\":256}");
+    free(t);
+    r = (qf_job_result){ 0 };
+    assert_null(qf_job_metrics_to_json(&r));
     double samples[] = { 0.125, -INFINITY, 1e-9 };
     t = qf_job_samples_to_json(samples, 3);
     assert_non_null(t);

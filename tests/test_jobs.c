@@ -67,16 +67,20 @@ static void test_table_agrees_with_validation(void **state)
     (void)state;
     int n = 0;
     const qf_job_kind *t = qf_jobs_table(&n);
-    assert_int_equal(n, 4);
-    const char *want[] = { "quantize", "dequantize", "matvec", "noop" };
+    assert_int_equal(n, 6);
+    const char *want[] = { "quantize", "dequantize", "matvec", "framework", "eval", "noop" };
     for (int i = 0; i < n; i++) {
         assert_string_equal(t[i].name, want[i]);
         assert_ptr_equal(qf_jobs_find(want[i]), &t[i]);
         assert_non_null(t[i].run);
         assert_true(strlen(t[i].summary) > 0);
         char why[256] = "";
+        bool eval = strcmp(t[i].name, "eval") == 0;
         qf_job_spec s = make_spec(t[i].name, t[i].needs_format ? "q8_0" : "",
-                                  "synth:gaussian", 4, 64, 1, 1);
+                                  eval ? "manifest:tiny@text:alice" : "synth:gaussian",
+                                  eval ? 64 : 4, 64, 1, 1);
+        if (strcmp(t[i].name, "framework") == 0)   /* names its framework */
+            strcpy(s.selector, "backend=llamacpp");
         if (qf_job_spec_validate(&s, why, sizeof why) != 0)
             fail_msg("kind %s: a plain spec does not validate: %s", t[i].name, why);
         s.format[0] = '\0';

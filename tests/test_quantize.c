@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "ggml_peer.h"
+#include "llama_peer.h"
 #include "qf_formats.h"
 #include "qf_gguf.h"
 #include "qf_safetensors.h"
@@ -357,9 +358,12 @@ static void check_metadata(void *ctx, uint32_t ftype)
     expect_u32(ctx, "tokenizer.ggml.eos_token_id", 297);
 }
 
-/* Checks the tensor's bytes in file (ggml's offsets) against ggml_quantize_chunk(type, x). */
-static void check_tensor(void *ctx, const char *file_bytes, size_t file_len, const char *name,
-                         int want_type, const float *x, int64_t nrows, int64_t ncols)
+/* Checks the tensor's bytes in file (ggml's offsets) against ggml_quantize_chunk(type, x),
+ * with importance imp (NULL: none) of ncols values per matrix for nmat matrices (experts) of
+ * nrows / nmat rows each, as llama-quantize calls it, one chunk per expert. */
+static void check_tensor_weighted(void *ctx, const char *file_bytes, size_t file_len,
+                                  const char *name, int want_type, const float *x, int64_t nrows,
+                                  int64_t ncols, const float *imp, int64_t nmat)
 {
     int64_t id = gg.find_tensor(ctx, name);
     if (id < 0)
@@ -375,7 +379,11 @@ static void check_tensor(void *ctx, const char *file_bytes, size_t file_len, con
     assert_true(off + size <= file_len);
     char *ref = malloc(size);
     assert_non_null(ref);
-    size_t n = g_ggml.quantize_chunk(type, x, ref, 0, nrows, ncols, NULL);
+    const int64_t rpm = nrows / nmat;
+    size_t n = 0;
+    for (int64_t e = 0; e < nmat; e++)
+        n += g_ggml.quantize_chunk(type, x + e * rpm * ncols, ref + (size_t)(e * rpm) * row, 0,
+                                   rpm, ncols, imp ? imp + e * ncols : NULL);
     assert_int_equal(n, size);
     if (memcmp(ref, file_bytes + off, size) != 0) {
         size_t k = 0;
@@ -385,6 +393,12 @@ static void check_tensor(void *ctx, const char *file_bytes, size_t file_len, con
                  name, g_ggml.type_name(type), k, size, k / row);
     }
     free(ref);
+}
+
+static void check_tensor(void *ctx, const char *file_bytes, size_t file_len, const char *name,
+                         int want_type, const float *x, int64_t nrows, int64_t ncols)
+{
+    check_tensor_weighted(ctx, file_bytes, file_len, name, want_type, x, nrows, ncols, NULL, 1);
 }
 
 /* Opens out with ggml and checks metadata and every tensor against the checkpoint. */
@@ -419,46 +433,15 @@ static void check_against_ggml(const char *out, const char *type, uint32_t ftype
 
 /* --- llama.cpp ------------------------------------------------------------------------------- */
 
-/* llama.h's parameter structs are passed and returned by value and change between releases.
- * They are only ever taken from llama_*_default_params() and handed back unchanged, so an
- * opaque buffer larger than any release's struct stands in for them: on the x86-64 and
- * AArch64 ABIs a struct this size is returned through a caller-provided buffer and passed as
- * a copy in memory, and the callee reads only its own fields from the front. llama_batch
- * (56 bytes, from llama_batch_get_one) travels the same way. */
-typedef struct opaque_params {
-    uint64_t words[128];
-} opaque_params;
-
-typedef struct llama_api {
-    void (*backend_init)(void);
-    void (*load_all_from_path)(const char *dir);
-    opaque_params (*model_default_params)(void);
-    opaque_params (*context_default_params)(void);
-    void *(*model_load_from_file)(const char *path, opaque_params params);
-    void *(*init_from_model)(void *model, opaque_params params);
-    const void *(*model_get_vocab)(const void *model);
-    int32_t (*vocab_n_tokens)(const void *vocab);
-    int32_t (*n_embd)(const void *model);
-    int32_t (*n_layer)(const void *model);
-    int32_t (*n_head)(const void *model);
-    int32_t (*n_head_kv)(const void *model);
-    int32_t (*tokenize)(const void *vocab, const char *text, int32_t text_len, int32_t *tokens,
-                        int32_t n_tokens_max, bool add_special, bool parse_special);
-    opaque_params (*batch_get_one)(int32_t *tokens, int32_t n_tokens);
-    int32_t (*decode)(void *ctx, opaque_params batch);
-    float *(*get_logits_ith)(void *ctx, int32_t i);
-    void (*free_ctx)(void *ctx);
-    void (*model_free)(void *model);
-} llama_api;
-
 static char g_llama_path[1200];
 
+/* Whether the ggml folder has libllama (loaded only in the children, agent/llama_peer.c). */
 static bool have_llama(void)
 {
-    if (!g_have_ggml)
-        return false;
-    snprintf(g_llama_path, sizeof g_llama_path, "%s/libllama.v0.5.0.so", g_ggml.dir);
-    return exists(g_llama_path);
+    char why[1400];
+    return g_have_ggml &&
+           qf_llama_peer_path(g_ggml.dir, g_llama_path, sizeof g_llama_path, why,
+                              sizeof why) == 0;
 }
 
 #define CHILD_FAIL(code, ...) do { fprintf(stderr, "llama check: " __VA_ARGS__); \
@@ -479,42 +462,10 @@ static const tok_expect k_spm = { 2, { 268, 268 }, 1 };
  * is well. logits_out (if not NULL) receives the last position's VOCAB logits, raw floats. */
 static void llama_child(const char *path, const tok_expect *te, const char *logits_out)
 {
-    void *lib = dlopen(g_llama_path, RTLD_NOW | RTLD_GLOBAL);
-    char ggml_path[1300];
-    snprintf(ggml_path, sizeof ggml_path, "%s/libggml.v0.5.0.so", g_ggml.dir);
-    void *ggml = dlopen(ggml_path, RTLD_NOW | RTLD_GLOBAL);
-    if (!lib || !ggml)
-        CHILD_FAIL(20, "cannot load %s: %s", g_llama_path, dlerror());
-    llama_api a;
-    struct { void **slot; void *lib; const char *name; } syms[] = {
-        { (void **)&a.backend_init, lib, "llama_backend_init" },
-        { (void **)&a.load_all_from_path, ggml, "ggml_backend_load_all_from_path" },
-        { (void **)&a.model_default_params, lib, "llama_model_default_params" },
-        { (void **)&a.context_default_params, lib, "llama_context_default_params" },
-        { (void **)&a.model_load_from_file, lib, "llama_model_load_from_file" },
-        { (void **)&a.init_from_model, lib, "llama_init_from_model" },
-        { (void **)&a.model_get_vocab, lib, "llama_model_get_vocab" },
-        { (void **)&a.vocab_n_tokens, lib, "llama_vocab_n_tokens" },
-        { (void **)&a.n_embd, lib, "llama_model_n_embd" },
-        { (void **)&a.n_layer, lib, "llama_model_n_layer" },
-        { (void **)&a.n_head, lib, "llama_model_n_head" },
-        { (void **)&a.n_head_kv, lib, "llama_model_n_head_kv" },
-        { (void **)&a.tokenize, lib, "llama_tokenize" },
-        { (void **)&a.batch_get_one, lib, "llama_batch_get_one" },
-        { (void **)&a.decode, lib, "llama_decode" },
-        { (void **)&a.get_logits_ith, lib, "llama_get_logits_ith" },
-        { (void **)&a.free_ctx, lib, "llama_free" },
-        { (void **)&a.model_free, lib, "llama_model_free" },
-    };
-    for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
-        void *p = dlsym(syms[i].lib, syms[i].name);
-        if (!p)
-            CHILD_FAIL(21, "no symbol %s", syms[i].name);
-        memcpy(syms[i].slot, &p, sizeof p);
-    }
-    /* The package builds ggml with dynamically loaded backends: the CPU one must be loaded. */
-    a.load_all_from_path(g_ggml.dir);
-    a.backend_init();
+    qf_llama_peer a;
+    char why[1400];
+    if (qf_llama_peer_open(&a, g_ggml.dir, false, why, sizeof why) != 0)
+        CHILD_FAIL(20, "%s", why);
     void *model = a.model_load_from_file(path, a.model_default_params());
     if (!model)
         CHILD_FAIL(10, "llama_model_load_from_file(%s) failed", path);
@@ -813,6 +764,194 @@ static void test_fallback(void **state)
     gg.free_(ctx);
 }
 
+/* --imatrix: a GGUF of F32 weights quantized with an importance matrix (GGUF and legacy .dat,
+ * written here with the same means): the weights with an entry are ggml_quantize_chunk's
+ * weighted bytes (a fallback type and the experts of a 3-D tensor included), the others its
+ * plain bytes (no entry; token_embd with a wrong-sized entry), the summary counts them, the
+ * quantize.imatrix.* keys are set; an entry of the wrong size or a broken file is refused. */
+#define IM_N 6
+static const struct { const char *name; int64_t ncols, nrows, nmat, nval; } k_im[IM_N] = {
+    { "token_embd.weight", 256, 4, 1, 128 },           /* wrong size: unweighted, a note */
+    { "blk.0.attn_q.weight", 256, 3, 1, 256 },
+    { "blk.0.ffn_up.weight", 96, 4, 1, 96 },           /* falls back to q5_0, weighted */
+    { "blk.0.ffn_down.weight", 256, 2, 1, 0 },         /* no entry */
+    { "blk.0.ffn_down_exps.weight", 256, 4, 2, 512 },  /* 2 experts of 2 rows */
+    { "blk.0.attn_norm.weight", 256, 1, 1, 0 },        /* 1-D */
+};
+
+static float im_value(int t, int64_t k)
+{
+    return (float)((k * 37 + t * 11) % 23) * 0.125f + 0.0625f;   /* exact in binary */
+}
+
+static void write_im_gguf(const char *path, int64_t bad_attn_q)
+{
+    char why[256];
+    static float sums[IM_N][512], counts[IM_N][2];
+    qf_gguf_writer *w = NULL;
+    assert_int_equal(qf_gguf_writer_new(path, &w, why, sizeof why), 0);
+    const char *sets[] = { "calib.txt" };
+    qf_gguf_writer_set_arr_str(w, "imatrix.datasets", sets, 1);
+    qf_gguf_writer_set_u32(w, "imatrix.chunk_count", 7);
+    qf_gguf_writer_set_u32(w, "imatrix.chunk_size", 512);
+    for (int t = 0; t < IM_N; t++) {
+        int64_t nval = t == 1 && bad_attn_q ? bad_attn_q : k_im[t].nval;
+        if (!nval)
+            continue;
+        for (int64_t k = 0; k < nval; k++)
+            sums[t][k] = 4.0f * im_value(t, k);
+        counts[t][0] = counts[t][1] = 4.0f;
+        char name[96];
+        int64_t dims[2] = { nval / k_im[t].nmat, k_im[t].nmat }, cdims[2] = { 1, k_im[t].nmat };
+        snprintf(name, sizeof name, "%s.in_sum2", k_im[t].name);
+        qf_gguf_writer_add_tensor(w, name, 0, 2, dims, sums[t], NULL);
+        snprintf(name, sizeof name, "%s.counts", k_im[t].name);
+        qf_gguf_writer_add_tensor(w, name, 0, 2, cdims, counts[t], NULL);
+    }
+    assert_int_equal(qf_gguf_writer_finish(&w, why, sizeof why), 0);
+}
+
+/* The legacy format of the same means: values stored as mean * ncall, ncall 4. */
+static void write_im_dat(const char *path)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    int32_t n = 0;
+    for (int t = 0; t < IM_N; t++)
+        n += k_im[t].nval > 0;
+    fwrite(&n, 4, 1, f);                    /* little-endian host, as llama-imatrix writes */
+    for (int t = 0; t < IM_N; t++) {
+        if (!k_im[t].nval)
+            continue;
+        int32_t len = (int32_t)strlen(k_im[t].name), ncall = 4, nval = (int32_t)k_im[t].nval;
+        fwrite(&len, 4, 1, f);
+        fwrite(k_im[t].name, 1, (size_t)len, f);
+        fwrite(&ncall, 4, 1, f);
+        fwrite(&nval, 4, 1, f);
+        for (int32_t k = 0; k < nval; k++) {
+            float v = 4.0f * im_value(t, k);
+            fwrite(&v, 4, 1, f);
+        }
+    }
+    int32_t chunks = 7, dlen = 9;
+    fwrite(&chunks, 4, 1, f);
+    fwrite(&dlen, 4, 1, f);
+    fwrite("calib.txt", 1, 9, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void check_imatrix_output(const char *out, float (*data)[1024])
+{
+    struct gguf_init_params_ ip = { .no_alloc = true, .ctx = NULL };
+    void *ctx = gg.init_from_file(out, ip);
+    assert_non_null(ctx);
+    size_t len;
+    char *bytes = slurp(out, &len);
+    static const char *const types[IM_N] = { "q4_K", "q4_K", "q5_0", "q4_K", "q4_K", "f32" };
+    for (int t = 0; t < IM_N; t++) {
+        float imp[512];
+        bool use = t == 1 || t == 2 || t == 4;
+        for (int64_t k = 0; k < k_im[t].nval; k++)
+            imp[k] = im_value(t, k);
+        check_tensor_weighted(ctx, bytes, len, k_im[t].name,
+                              qf_ggml_type_by_name(&g_ggml, types[t]), data[t],
+                              k_im[t].nrows, k_im[t].ncols, use ? imp : NULL,
+                              use ? k_im[t].nmat : 1);
+    }
+    free(bytes);
+    gg.free_(ctx);
+}
+
+static void test_imatrix(void **state)
+{
+    (void)state;
+    char in[400], im[400], dat[400], out[400], out_dat[400], plain[400], why[256], log[400];
+    snprintf(in, sizeof in, "%s/im-model.gguf", g_dir);
+    snprintf(im, sizeof im, "%s/imatrix.gguf", g_dir);
+    snprintf(dat, sizeof dat, "%s/imatrix.dat", g_dir);
+    snprintf(out, sizeof out, "%s/im-q4_K.gguf", g_dir);
+    snprintf(out_dat, sizeof out_dat, "%s/im-dat-q4_K.gguf", g_dir);
+    snprintf(plain, sizeof plain, "%s/im-plain-q4_K.gguf", g_dir);
+    snprintf(log, sizeof log, "%s/quantize.log", g_dir);
+    static float data[IM_N][1024];
+    qf_gguf_writer *w = NULL;
+    assert_int_equal(qf_gguf_writer_new(in, &w, why, sizeof why), 0);
+    qf_gguf_writer_set_str(w, "general.architecture", "llama");
+    for (int t = 0; t < IM_N; t++) {
+        int64_t n = k_im[t].ncols * k_im[t].nrows;
+        for (int64_t k = 0; k < n; k++)
+            data[t][k] = (float)sin((double)(k * 13 + t * 5)) * 0.05f;
+        int64_t dims[3] = { k_im[t].ncols, k_im[t].nrows / k_im[t].nmat, k_im[t].nmat };
+        uint32_t nd = t == 5 ? 1 : k_im[t].nmat > 1 ? 3 : 2;
+        assert_int_equal(qf_gguf_writer_add_tensor(w, k_im[t].name, 0, nd, dims, data[t], NULL),
+                         0);
+    }
+    assert_int_equal(qf_gguf_writer_finish(&w, why, sizeof why), 0);
+    write_im_gguf(im, 0);
+    write_im_dat(dat);
+
+    quantize(in, out, "q4_K", "--imatrix", im, 0);
+    char *text = slurp(log, NULL);
+    if (!strstr(text, "(gguf, 4 entries, 7 chunks of calib.txt): 3 of 5 quantized tensors "
+                      "weighted") ||
+        !strstr(text, "no imatrix entry (quantized unweighted): blk.0.ffn_down.weight\n") ||
+        !strstr(text, "token_embd.weight has 128 values") ||
+        !strstr(text, "(imatrix)"))
+        fail_msg("the summary does not report the imatrix use:\n%s", text);
+    free(text);
+    quantize(in, out_dat, "q4_K", "--imatrix", dat, 0);
+    quantize(in, plain, "q4_K", NULL, NULL, 0);
+
+    qf_gguf *g = NULL;
+    assert_int_equal(qf_gguf_open(out, &g, why, sizeof why), 0);
+    const char *s = NULL;
+    int32_t v = 0;
+    assert_int_equal(qf_gguf_get_str(g, "quantize.imatrix.file", &s), 0);
+    assert_string_equal(s, im);
+    assert_int_equal(qf_gguf_get_str(g, "quantize.imatrix.dataset", &s), 0);
+    assert_string_equal(s, "calib.txt");
+    assert_int_equal(qf_gguf_get_i32(g, "quantize.imatrix.entries_count", &v), 0);
+    assert_int_equal(v, 4);
+    assert_int_equal(qf_gguf_get_i32(g, "quantize.imatrix.chunks_count", &v), 0);
+    assert_int_equal(v, 7);
+    const qf_gguf_tensor *wq = qf_gguf_find_tensor(g, "blk.0.attn_q.weight");
+    qf_gguf *gp = NULL;
+    assert_int_equal(qf_gguf_open(plain, &gp, why, sizeof why), 0);
+    const qf_gguf_tensor *pq = qf_gguf_find_tensor(gp, "blk.0.attn_q.weight");
+    assert_true(wq && pq && wq->size == pq->size);
+    if (memcmp(wq->data, pq->data, wq->size) == 0)
+        fail_msg("--imatrix changed no byte of blk.0.attn_q.weight");
+    qf_gguf_close(&g);
+    qf_gguf_close(&gp);
+
+    /* an entry of the wrong size is another model's: refused, naming it; a broken file too */
+    char bad[400];
+    snprintf(bad, sizeof bad, "%s/imatrix-bad.gguf", g_dir);
+    write_im_gguf(bad, 128);
+    unlink(out);
+    quantize(in, out, "q4_K", "--imatrix", bad, 1);
+    text = slurp(log, NULL);
+    if (!strstr(text, "'blk.0.attn_q.weight' has 128 values, the tensor needs 256"))
+        fail_msg("the wrong-sized entry is not named:\n%s", text);
+    free(text);
+    FILE *f = fopen(bad, "wb");
+    assert_non_null(f);
+    fputs("\x02", f);
+    fclose(f);
+    quantize(in, out, "q4_K", "--imatrix", bad, 1);
+    text = slurp(log, NULL);
+    if (!strstr(text, "imatrix-bad.gguf"))
+        fail_msg("the broken imatrix file is not named:\n%s", text);
+    free(text);
+    assert_false(exists(out));
+
+    if (!ggml_or_skip())
+        return;
+    quantize(in, out, "q4_K", "--imatrix", im, 0);
+    check_imatrix_output(out, data);
+    check_imatrix_output(out_dat, data);
+}
+
 /* Refusals: one clear line, the documented exit status, and no OUT (nor a temporary file). */
 static void test_refusals(void **state)
 {
@@ -926,6 +1065,7 @@ int main(void)
         cmocka_unit_test(test_sharded_same_bytes),
         cmocka_unit_test(test_requantize),
         cmocka_unit_test(test_fallback),
+        cmocka_unit_test(test_imatrix),
         cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -336,7 +336,7 @@ static void report_files_and_readonly(void **state)
     char *md = slurp(path, NULL);
     assert_non_null(md);
     assert_non_null(strstr(md, "| framework | quantization |"));
-    assert_non_null(strstr(md, "| llama.cpp GGUF | q4_0 | matvec |"));
+    assert_non_null(strstr(md, "| llama.cpp (GGUF) [ours] | q4_0 | matvec |"));
     free(md);
     /* no temporaries left behind */
     char cmd[256];

@@ -115,6 +115,10 @@ static void make_msg(int type, qf_msg *m)
         r->peak_rss_kb = 123456;
         r->device_mem_bytes = 987654321;
         r->wall_s = 1.75;
+        r->has_model = true;
+        r->model = (qf_job_model){ .ppl = 12.25, .ppl_err = 0.5, .ppl_base = 12.0, .kld = 0.0625,
+                                   .kld_p99 = NAN, .same_top = 0.875, .dp_rms = 0.03125,
+                                   .pp_tps = 1234.5, .tg_tps = 56.75, .n_scored = 4096 };
         break;
     }
     case QF_MSG_ERROR:
@@ -248,6 +252,19 @@ static void assert_msg_equal(const qf_msg *a, const qf_msg *b)
         assert_int_equal(x->peak_rss_kb, y->peak_rss_kb);
         assert_int_equal(x->device_mem_bytes, y->device_mem_bytes);
         assert_double_same(x->wall_s, y->wall_s, "wall_s");
+        assert_int_equal(x->has_model, y->has_model);
+        if (x->has_model) {
+            assert_double_same(x->model.ppl, y->model.ppl, "perplexity");
+            assert_double_same(x->model.ppl_err, y->model.ppl_err, "perplexity_err");
+            assert_double_same(x->model.ppl_base, y->model.ppl_base, "perplexity_base");
+            assert_double_same(x->model.kld, y->model.kld, "kld");
+            assert_double_same(x->model.kld_p99, y->model.kld_p99, "kld_p99");
+            assert_double_same(x->model.same_top, y->model.same_top, "same_top");
+            assert_double_same(x->model.dp_rms, y->model.dp_rms, "dp_rms");
+            assert_double_same(x->model.pp_tps, y->model.pp_tps, "pp_tps");
+            assert_double_same(x->model.tg_tps, y->model.tg_tps, "tg_tps");
+            assert_int_equal(x->model.n_scored, y->model.n_scored);
+        }
         break;
     }
     case QF_MSG_ERROR: case QF_MSG_BYE:
@@ -577,7 +594,8 @@ static void test_missing_keys(void **state)
             snprintf(needle, sizeof needle, "body.%.31s: missing", keys[i]);
             if ((t == QF_MSG_BYE && strcmp(keys[i], "code") == 0) ||
                 (t == QF_MSG_REJECT && strcmp(keys[i], "busy") == 0) ||
-                (t == QF_MSG_RESULT && strcmp(keys[i], "device_mem_bytes") == 0))
+                (t == QF_MSG_RESULT && (strcmp(keys[i], "device_mem_bytes") == 0 ||
+                                        strcmp(keys[i], "model") == 0)))
                 continue; /* optional: checked below */
             expect_edit_refused(t, &e, QF_EPROTO, needle);
         }
@@ -633,6 +651,14 @@ static void test_missing_keys(void **state)
         if (qf_wire_decode(nob, nob_len, &l3, &rback, rwhy, sizeof rwhy) != 0)
             fail_msg("RESULT without device_mem_bytes refused: %s", rwhy);
         assert_int_equal(rback.u.result.result.device_mem_bytes, 0);
+        qf_msg_clear(&rback);
+        /* and "model" (an eval job's numbers) is optional too: absent, the result has none */
+        edit drop_model = { "model", EDIT_DROP, NULL };
+        free(nob);
+        rebuild(rb, rlen, &drop_model, &nob, &nob_len);
+        if (qf_wire_decode(nob, nob_len, &l3, &rback, rwhy, sizeof rwhy) != 0)
+            fail_msg("RESULT without model refused: %s", rwhy);
+        assert_false(rback.u.result.result.has_model);
         qf_msg_clear(&rback);
         free(rb);
         free(nob);

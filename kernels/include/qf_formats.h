@@ -42,6 +42,21 @@ typedef enum qf_format {
     QF_FMT_INT4_G32,
     QF_FMT_INT4_G64,
     QF_FMT_INT4_G128,
+    /* frameworks' native schemes: ONNX Runtime (MatMulNBits) and QNN (kernels/ref/fw_ort_qnn.c) */
+    QF_FMT_ORT_INT4_B32,
+    QF_FMT_ORT_INT4_B128,
+    QF_FMT_ORT_INT4_B128_ASYM,
+    QF_FMT_QNN_INT8_PC,
+    QF_FMT_QNN_INT16_PC,
+    QF_FMT_QNN_W4_BLOCK,
+    /* frameworks' native schemes: OpenVINO NNCF and MLX (kernels/ref/fw_nncf_mlx.c) */
+    QF_FMT_NNCF_INT8_ASYM,
+    QF_FMT_NNCF_INT4_SYM_G128,
+    QF_FMT_NNCF_INT4_ASYM_G128,
+    /* QF_FMT_MLX_AFFINE<bits>_G<group>, e.g. QF_FMT_MLX_AFFINE4_G64, from QF_MLX_AFFINE_FORMATS */
+#define QF_MLX_AFFINE_ENUM(B, G) QF_FMT_MLX_AFFINE##B##_G##G,
+    QF_MLX_AFFINE_FORMATS(QF_MLX_AFFINE_ENUM)
+#undef QF_MLX_AFFINE_ENUM
     QF_FMT_COUNT
 } qf_format;
 
@@ -60,7 +75,7 @@ typedef struct qf_format_traits {
     size_t      row_header;    /* per-row formats: bytes of scale data before the values */
     qf_format   act;           /* activation format for vec_dot (itself for float formats) */
     bool        weight;        /* usable as a weight format (false: activation-only q8_1, q8_K) */
-    const char *family;        /* "float", "gguf", "int" */
+    const char *family;        /* "float", "gguf", "int", or the framework: "openvino", ... */
     const char *summary;       /* one line for `qfleet formats` */
     qf_quantize_row_fn   quantize_ref;
     qf_dequantize_row_fn dequantize;

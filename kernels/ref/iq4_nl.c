@@ -35,8 +35,8 @@ const int8_t qf_kvalues_iq4nl[16] = {
 /* How far the scale search goes: candidates put the block's extreme on codebook[0] + itry
  * for |itry| <= ntry. 7 is quantize_iq4_nl's value, the one GGUF files are written with.
  * ggml's quantize_row_iq4_nl_ref passes -1 instead, which skips the search and the final
- * requantization (one pass, extreme on -127, scale refitted); quantize_block reproduces that
- * too, byte for byte, quirks included, if this is set to -1. */
+ * requantization (one pass, extreme on -127, scale refitted); qf_ref_iq4_nl_block reproduces
+ * that too, byte for byte, quirks included, if this is set to -1. */
 #define IQ4NL_NTRY 7
 
 /* Index of the codebook entry nearest to v, as ggml's best_index_int8: below the first or
@@ -82,16 +82,21 @@ static void fit_indices(const float x[32], const float w[32], float id, uint8_t 
     *sumq2_out = sumq2;
 }
 
-/* One block, as ggml's quantize_row_iq4_nl_impl for a 32-weight super-block without an
- * importance matrix: each weight counts as x^2, so large weights are fitted closely.
- * L holds the previous block's indices and receives this block's (see the all-zero case). */
-static void quantize_block(const float x[32], uint8_t L[32], qf_block_iq4_nl *y, int ntry)
+/* One block, as ggml's quantize_row_iq4_nl_impl for a 32-weight super-block. Without
+ * importance weights (weight NULL) each weight counts as x^2, so large weights are fitted
+ * closely; the importance-weighted quantizer (imatrix.c) passes its own. L holds the
+ * previous block's indices and receives this block's (see the all-zero case). */
+void qf_ref_iq4_nl_block(const float x[32], const float *weight, uint8_t L[32],
+                         qf_block_iq4_nl *y, int ntry)
 {
-    float weight[32];
+    float x2[32];
     float scale = 0.0f;
 
-    for (int j = 0; j < 32; j++)
-        weight[j] = x[j] * x[j];
+    if (!weight) {
+        for (int j = 0; j < 32; j++)
+            x2[j] = x[j] * x[j];
+        weight = x2;
+    }
 
     float amax;
     const float max = qf_ref_signed_absmax(x, 32, &amax);
@@ -145,7 +150,7 @@ void qf_quantize_row_iq4_nl_ref(const float *x, void *y, int64_t k)
     uint8_t L[QF_QK4_NL] = {0};     /* carried between blocks, as in ggml (for ntry < 1) */
 
     for (int64_t i = 0; i < nb; i++)
-        quantize_block(x + i * QF_QK4_NL, L, &blk[i], IQ4NL_NTRY);
+        qf_ref_iq4_nl_block(x + i * QF_QK4_NL, NULL, L, &blk[i], IQ4NL_NTRY);
 }
 
 void qf_dequantize_row_iq4_nl(const void *x, float *y, int64_t k)

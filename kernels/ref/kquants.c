@@ -11,6 +11,9 @@
  * The dot products accumulate like ggml's generic (non-SIMD) vec_dot: exact integer sums per
  * sub-block, then float scaling in ggml's order (eight float lanes for q3_K .. q6_K).
  * One deliberate difference: for an all-zero q8_K block ggml leaves bsums unwritten, we zero them.
+ * The sub-block fits and each format's tail (scales stored, levels re-derived, packed) are
+ * exported through ref_util.h: the importance-weighted quantizers (imatrix.c) differ from these
+ * only in the weights and in how the sub-block scales are chosen.
  * Callers: kernels/formats.c (the traits table), the tests and the benchmarks; quantize runs
  * once per tensor, the dot products once per row of a matvec, so clarity wins over speed here.
  */
@@ -30,22 +33,7 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 
-/* A sub-block whose largest magnitude is below this counts as all zero (ggml's GROUP_MAX_EPS). */
-#define GROUP_EPS 1e-15f
-
 /* --- helpers shared by the quantizers --------------------------------------------------------- */
-
-/* Rounds to the nearest integer, ties to even, by adding 1.5 * 2^23 so that the FPU's own
- * rounding drops the fraction, then reading the integer back out of the mantissa. This is
- * ggml's nearest_int; it is only meaningful for |v| < 2^22, and out-of-range or NaN inputs give
- * the same garbage ggml gives, which keeps the output bytes equal even then. */
-static int nearest(float v)
-{
-    float biased = v + 12582912.f;
-    uint32_t bits;
-    memcpy(&bits, &biased, sizeof bits);
-    return (int)(bits & 0x007fffffu) - 0x00400000;
-}
 
 static int clamp_int(int v, int lo, int hi)
 {
@@ -53,15 +41,16 @@ static int clamp_int(int v, int lo, int hi)
 }
 
 /* Sums of a symmetric trial: levels l = clamp(round(iscale * x), -nmax, nmax - 1) weighted by
- * w = x^2, so that sumlx / suml2 is the least-squares scale for those levels. */
-static void sym_trial(const float *x, int n, int nmax, float iscale, int8_t *L,
+ * qw (importance weights) or, without them, by x^2, so that sumlx / suml2 is the least-squares
+ * scale for those levels. */
+static void sym_trial(const float *x, const float *qw, int n, int nmax, float iscale, int8_t *L,
                       float *sumlx, float *suml2)
 {
     float slx = 0, sl2 = 0;
     for (int i = 0; i < n; i++) {
-        int l = clamp_int(nearest(iscale * x[i]), -nmax, nmax - 1);
+        int l = clamp_int(qf_ref_nearest(iscale * x[i]), -nmax, nmax - 1);
         L[i] = (int8_t)(l + nmax);
-        float w = x[i] * x[i];
+        float w = qw ? qw[i] : x[i] * x[i];
         slx += w * x[i] * (float)l;
         sl2 += w * (float)l * (float)l;
     }
@@ -70,22 +59,22 @@ static void sym_trial(const float *x, int n, int nmax, float iscale, int8_t *L,
 }
 
 /* Symmetric scale for n <= 32 values, levels 0..2*nmax-1 (offset by nmax) into L; ggml's
- * make_qx_quants with rmse_type 1 and no importance weights. Starting from the scale that maps
+ * make_qx_quants with rmse_type 1 (qw NULL: weights x^2). Starting from the scale that maps
  * the largest magnitude to -nmax, it tries 18 slightly different scales and keeps the one
- * whose least-squares refit explains most of the x^2-weighted energy. Returns the scale (which
+ * whose least-squares refit explains most of the weighted energy. Returns the scale (which
  * is negative when the largest magnitude is positive: the extreme maps to level -nmax, the
- * side with one more level). */
-static float fit_symmetric(const float *x, int n, int nmax, int8_t *L)
+ * side with one more level). Shared with the importance-weighted quantizers (ref_util.h). */
+float qf_ref_fit_symmetric(const float *x, const float *qw, int n, int nmax, int8_t *L)
 {
     float amax;
     const float max = qf_ref_signed_absmax(x, n, &amax);
-    if (amax < GROUP_EPS) {
+    if (amax < QF_REF_GROUP_EPS) {
         memset(L, 0, (size_t)n);
         return 0.f;
     }
 
     float sumlx, suml2;
-    sym_trial(x, n, nmax, (float)-nmax / max, L, &sumlx, &suml2);
+    sym_trial(x, qw, n, nmax, (float)-nmax / max, L, &sumlx, &suml2);
     float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
     float best = scale * sumlx;
 
@@ -94,7 +83,7 @@ static float fit_symmetric(const float *x, int n, int nmax, int8_t *L)
         if (step == 0)
             continue;
         float iscale = -((float)nmax + 0.1f * (float)step) / max;
-        sym_trial(x, n, nmax, iscale, trial, &sumlx, &suml2);
+        sym_trial(x, qw, n, nmax, iscale, trial, &sumlx, &suml2);
         /* sumlx^2 / suml2 is the energy explained; compare without dividing */
         if (suml2 > 0 && sumlx * sumlx > best * suml2) {
             memcpy(L, trial, (size_t)n);
@@ -114,7 +103,7 @@ static float fit_q3(const float *x, int n, int nmax, int8_t *L)
 {
     float amax;
     const float max = qf_ref_signed_absmax(x, n, &amax);
-    if (amax < GROUP_EPS) {
+    if (amax < QF_REF_GROUP_EPS) {
         memset(L, 0, (size_t)n);
         return 0.f;
     }
@@ -122,7 +111,7 @@ static float fit_q3(const float *x, int n, int nmax, int8_t *L)
     float iscale = (float)-nmax / max;
     float sumlx = 0, suml2 = 0;
     for (int i = 0; i < n; i++) {
-        int l = clamp_int(nearest(iscale * x[i]), -nmax, nmax - 1);
+        int l = clamp_int(qf_ref_nearest(iscale * x[i]), -nmax, nmax - 1);
         L[i] = (int8_t)l;
         float w = x[i] * x[i];
         sumlx += w * x[i] * (float)l;
@@ -137,7 +126,7 @@ static float fit_q3(const float *x, int n, int nmax, int8_t *L)
             float slx = sumlx - w * x[i] * (float)L[i];
             if (slx > 0) {
                 float sl2 = suml2 - w * (float)L[i] * (float)L[i];
-                int new_l = clamp_int(nearest(x[i] * sl2 / slx), -nmax, nmax - 1);
+                int new_l = clamp_int(qf_ref_nearest(x[i] * sl2 / slx), -nmax, nmax - 1);
                 if (new_l != L[i]) {
                     slx += w * x[i] * (float)new_l;
                     sl2 += w * (float)new_l * (float)new_l;
@@ -162,9 +151,13 @@ static float fit_q3(const float *x, int n, int nmax, int8_t *L)
  * make_qkx2_quants). The min is clamped to <= 0 so that zero stays representable. From the
  * plain min/max fit it tries nstep + 1 scales iscale = (nmax + rmin + rdelta * step) / range,
  * solves weighted least squares for scale and min at each trial's levels, and keeps the trial
- * with the smallest weighted error (absolute if use_mad, else squared). */
-static float fit_affine(const float *x, const float *weights, int n, int nmax, uint8_t *L,
-                        float *the_min, float rmin, float rdelta, int nstep, int use_mad)
+ * with the smallest weighted error (absolute if use_mad, else squared). The range uses the
+ * best min so far, which can come close to max; with guarded set a trial level is taken as
+ * ggml's make_qkx3_quants (the importance-weighted quantizers' fit) takes it, v > 0 ?
+ * round(min(v, nmax)) : 0, which differs from the clamp only for huge or NaN v. */
+float qf_ref_fit_affine(const float *x, const float *weights, int n, int nmax, uint8_t *L,
+                        float *the_min, float rmin, float rdelta, int nstep, int use_mad,
+                        int guarded)
 {
     float min = x[0], max = x[0];
     float sum_w = weights[0];
@@ -189,7 +182,7 @@ static float fit_affine(const float *x, const float *weights, int n, int nmax, u
     float scale = 1 / iscale;
     float best_error = 0;
     for (int i = 0; i < n; i++) {
-        L[i] = (uint8_t)clamp_int(nearest(iscale * (x[i] - min)), 0, nmax);
+        L[i] = (uint8_t)clamp_int(qf_ref_nearest(iscale * (x[i] - min)), 0, nmax);
         float diff = scale * (float)L[i] + min - x[i];
         diff = use_mad ? fabsf(diff) : diff * diff;
         best_error += weights[i] * diff;
@@ -200,7 +193,12 @@ static float fit_affine(const float *x, const float *weights, int n, int nmax, u
         iscale = (rmin + rdelta * (float)step + (float)nmax) / (max - min);
         float sum_l = 0, sum_l2 = 0, sum_xl = 0;
         for (int i = 0; i < n; i++) {
-            int l = clamp_int(nearest(iscale * (x[i] - min)), 0, nmax);
+            const float v = iscale * (x[i] - min);
+            int l;
+            if (guarded)
+                l = v > 0 ? qf_ref_nearest(v < (float)nmax ? v : (float)nmax) : 0;
+            else
+                l = clamp_int(qf_ref_nearest(v), 0, nmax);
             trial[i] = (uint8_t)l;
             float w = weights[i];
             sum_l += w * (float)l;
@@ -322,15 +320,15 @@ static void fit_affine_32(const float *x, int nmax, float rmin, float rdelta, in
         float weights[32];
         for (int l = 0; l < 32; l++)
             weights[l] = av_x + fabsf(xs[l]);
-        scales[j] = fit_affine(xs, weights, 32, nmax, L + 32 * j, &mins[j], rmin, rdelta, nstep, 0);
+        scales[j] = qf_ref_fit_affine(xs, weights, 32, nmax, L + 32 * j, &mins[j], rmin, rdelta,
+                                      nstep, 0, 0);
     }
 }
 
 /* q4_K and q5_K share everything but the level range: fit, quantize the sub-block scales and
- * mins to 6 bits against the largest of each, then re-derive every level from the scales as
- * stored (after binary16 rounding), so levels and stored scales agree. */
+ * mins to 6 bits against the largest of each (ls, lm; super-scales d, dmin), then k4_finish. */
 static void quantize_k4_like(const float *x, int nmax, float rmin, float rdelta, int nstep,
-                             qf_half *d_out, qf_half *dmin_out, uint8_t *scales_out, uint8_t *L)
+                             uint8_t *L, uint8_t ls[8], uint8_t lm[8], float *d, float *dmin)
 {
     float scales[8], mins[8];
     fit_affine_32(x, nmax, rmin, rdelta, nstep, L, scales, mins);
@@ -345,28 +343,39 @@ static void quantize_k4_like(const float *x, int nmax, float rmin, float rdelta,
 
     float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
     float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
-    uint8_t ls[8], lm[8];
     for (int j = 0; j < 8; j++) {
         /* ggml narrows to uint8 before capping at 63; keep that order for odd inputs */
-        uint8_t s = (uint8_t)nearest(inv_scale * scales[j]);
-        uint8_t m = (uint8_t)nearest(inv_min * mins[j]);
+        uint8_t s = (uint8_t)qf_ref_nearest(inv_scale * scales[j]);
+        uint8_t m = (uint8_t)qf_ref_nearest(inv_min * mins[j]);
         ls[j] = s < 63 ? s : 63;
         lm[j] = m < 63 ? m : 63;
     }
+    *d = max_scale / 63.f;
+    *dmin = max_min / 63.f;
+}
+
+/* Stores the 6-bit sub-block scales and mins (ls, lm, 0..63) and the super-scales, then
+ * re-derives every level from the scales as stored (after binary16 rounding), so levels and
+ * stored scales agree. L comes in with the fit's levels: a sub-block whose stored scale is 0
+ * keeps them. */
+static void k4_finish(const float *x, int nmax, const uint8_t ls[8], const uint8_t lm[8],
+                      float d, float dmin, qf_half *d_out, qf_half *dmin_out,
+                      uint8_t *scales_out, uint8_t *L)
+{
     pack_k4_scales(ls, lm, scales_out);
-    *d_out = qf_fp32_to_fp16(max_scale / 63.f);
-    *dmin_out = qf_fp32_to_fp16(max_min / 63.f);
+    *d_out = qf_fp32_to_fp16(d);
+    *dmin_out = qf_fp32_to_fp16(dmin);
 
     float d_all = qf_fp16_to_fp32(*d_out), dmin_all = qf_fp16_to_fp32(*dmin_out);
     for (int j = 0; j < 8; j++) {
         int sc, m;
         unpack_k4_scale(scales_out, j, &sc, &m);
-        const float d = d_all * (float)sc;
-        if (!d)
+        const float dj = d_all * (float)sc;
+        if (!dj)
             continue;          /* a zero scale keeps the fit's levels; they decode to -min */
         const float dm = dmin_all * (float)m;
         for (int i = 0; i < 32; i++)
-            L[32 * j + i] = (uint8_t)clamp_int(nearest((x[32 * j + i] + dm) / d), 0, nmax);
+            L[32 * j + i] = (uint8_t)clamp_int(qf_ref_nearest((x[32 * j + i] + dm) / dj), 0, nmax);
     }
 }
 
@@ -396,8 +405,8 @@ void qf_quantize_row_q2_K_ref(const float *x, void *vy, int64_t k)
             for (int l = 0; l < 16; l++)
                 weights[l] = fabsf(x[16 * j + l]);
             /* absolute error: with only four levels, squared error chases outliers */
-            scales[j] = fit_affine(x + 16 * j, weights, 16, 3, L + 16 * j, &mins[j],
-                                   -0.5f, 0.1f, 15, 1);
+            scales[j] = qf_ref_fit_affine(x + 16 * j, weights, 16, 3, L + 16 * j, &mins[j],
+                                          -0.5f, 0.1f, 15, 1, 0);
             if (scales[j] > max_scale)
                 max_scale = scales[j];
             if (mins[j] > max_min)
@@ -409,7 +418,7 @@ void qf_quantize_row_q2_K_ref(const float *x, void *vy, int64_t k)
         if (max_scale > 0) {
             float iscale = q4scale / max_scale;
             for (int j = 0; j < 16; j++)
-                y[b].scales[j] = (uint8_t)nearest(iscale * scales[j]);
+                y[b].scales[j] = (uint8_t)qf_ref_nearest(iscale * scales[j]);
             y[b].d = qf_fp32_to_fp16(max_scale / q4scale);
         } else {
             memset(y[b].scales, 0, sizeof y[b].scales);
@@ -418,23 +427,29 @@ void qf_quantize_row_q2_K_ref(const float *x, void *vy, int64_t k)
         if (max_min > 0) {
             float iscale = q4scale / max_min;
             for (int j = 0; j < 16; j++)
-                y[b].scales[j] |= (uint8_t)((unsigned)nearest(iscale * mins[j]) << 4);
+                y[b].scales[j] |= (uint8_t)((unsigned)qf_ref_nearest(iscale * mins[j]) << 4);
             y[b].dmin = qf_fp32_to_fp16(max_min / q4scale);
         } else {
             y[b].dmin = qf_fp32_to_fp16(0.f);
         }
-
-        float d_all = qf_fp16_to_fp32(y[b].d), dmin_all = qf_fp16_to_fp32(y[b].dmin);
-        for (int j = 0; j < 16; j++) {
-            const float d = d_all * (float)(y[b].scales[j] & 0xF);
-            if (!d)
-                continue;
-            const float dm = dmin_all * (float)(y[b].scales[j] >> 4);
-            for (int i = 0; i < 16; i++)
-                L[16 * j + i] = (uint8_t)clamp_int(nearest((x[16 * j + i] + dm) / d), 0, 3);
-        }
-        pack_2bit(L, y[b].qs);
+        qf_ref_q2_K_finish(x, L, &y[b]);
     }
+}
+
+/* Levels from the scales as stored, then the 2-bit packing; a sub-block with scale 0 keeps
+ * the fit's levels in L. */
+void qf_ref_q2_K_finish(const float *x, uint8_t *L, qf_block_q2_K *y)
+{
+    float d_all = qf_fp16_to_fp32(y->d), dmin_all = qf_fp16_to_fp32(y->dmin);
+    for (int j = 0; j < 16; j++) {
+        const float d = d_all * (float)(y->scales[j] & 0xF);
+        if (!d)
+            continue;
+        const float dm = dmin_all * (float)(y->scales[j] >> 4);
+        for (int i = 0; i < 16; i++)
+            L[16 * j + i] = (uint8_t)clamp_int(qf_ref_nearest((x[16 * j + i] + dm) / d), 0, 3);
+    }
+    pack_2bit(L, y->qs);
 }
 
 void qf_dequantize_row_q2_K(const void *vx, float *y, int64_t k)
@@ -494,44 +509,50 @@ void qf_quantize_row_q3_K_ref(const float *x, void *vy, int64_t k)
         const float max_scale = qf_ref_signed_absmax(scales, 16, &amax);
 
         /* 6-bit signed sub-block scales, offset by 32: the largest maps to -32 */
+        int sc[16] = {0};
+        float d = 0.f;
         if (max_scale != 0) {
             float iscale = -32.f / max_scale;
-            int sc[16];
             for (int j = 0; j < 16; j++) {
-                int8_t l = (int8_t)nearest(iscale * scales[j]);
+                int8_t l = (int8_t)qf_ref_nearest(iscale * scales[j]);
                 sc[j] = clamp_int(l, -32, 31) + 32;
             }
-            pack_q3_scales(sc, y[b].scales);
-            y[b].d = qf_fp32_to_fp16(1 / iscale);
-        } else {
-            memset(y[b].scales, 0, sizeof y[b].scales);
-            y[b].d = qf_fp32_to_fp16(0.f);
+            d = 1 / iscale;
         }
-
-        float d_all = qf_fp16_to_fp32(y[b].d);
-        for (int j = 0; j < 16; j++) {
-            /* ggml goes through int8_t; sc - 32 fits it, so plain int is the same */
-            const float d = d_all * (float)(unpack_q3_scale(y[b].scales, j) - 32);
-            if (!d)
-                continue;
-            for (int i = 0; i < 16; i++)
-                L[16 * j + i] = (int8_t)(clamp_int(nearest(x[16 * j + i] / d), -4, 3) + 4);
-        }
-
-        /* level 0..7: bit 2 goes to hmask (weight i is bit i / 32 of hmask[i % 32]), the low
-         * two bits to qs as in q2_K */
-        uint8_t low[QF_QK_K];
-        memset(y[b].hmask, 0, sizeof y[b].hmask);
-        for (int i = 0; i < QF_QK_K; i++) {
-            int l = L[i];
-            if (l > 3) {
-                y[b].hmask[i % 32] |= (uint8_t)(1u << (i / 32));
-                l -= 4;
-            }
-            low[i] = (uint8_t)l;
-        }
-        pack_2bit(low, y[b].qs);
+        qf_ref_q3_K_finish(x, sc, d, L, &y[b]);
     }
+}
+
+/* Stores the sub-block scales (sc, 0..63) and the super-scale d, re-derives the levels from
+ * them as stored (a sub-block with scale 0 keeps the fit's levels in L), and packs. */
+void qf_ref_q3_K_finish(const float *x, const int sc[16], float d, int8_t *L, qf_block_q3_K *y)
+{
+    pack_q3_scales(sc, y->scales);
+    y->d = qf_fp32_to_fp16(d);
+
+    float d_all = qf_fp16_to_fp32(y->d);
+    for (int j = 0; j < 16; j++) {
+        /* ggml goes through int8_t; sc - 32 fits it, so plain int is the same */
+        const float dj = d_all * (float)(unpack_q3_scale(y->scales, j) - 32);
+        if (!dj)
+            continue;
+        for (int i = 0; i < 16; i++)
+            L[16 * j + i] = (int8_t)(clamp_int(qf_ref_nearest(x[16 * j + i] / dj), -4, 3) + 4);
+    }
+
+    /* level 0..7: bit 2 goes to hmask (weight i is bit i / 32 of hmask[i % 32]), the low
+     * two bits to qs as in q2_K */
+    uint8_t low[QF_QK_K];
+    memset(y->hmask, 0, sizeof y->hmask);
+    for (int i = 0; i < QF_QK_K; i++) {
+        int l = L[i];
+        if (l > 3) {
+            y->hmask[i % 32] |= (uint8_t)(1u << (i / 32));
+            l -= 4;
+        }
+        low[i] = (uint8_t)l;
+    }
+    pack_2bit(low, y->qs);
 }
 
 /* Weight i of a q3_K block as a signed level -4..3: the hmask bit set means "no -4". */
@@ -601,10 +622,18 @@ void qf_quantize_row_q4_K_ref(const float *x, void *vy, int64_t k)
     check_row(x, vy, k);
     qf_block_q4_K *y = vy;
     for (int64_t b = 0; b < k / QF_QK_K; b++, x += QF_QK_K) {
-        uint8_t L[QF_QK_K];
-        quantize_k4_like(x, 15, -1.f, 0.1f, 20, &y[b].d, &y[b].dmin, y[b].scales, L);
-        pack_4bit(L, y[b].qs);
+        uint8_t L[QF_QK_K], ls[8], lm[8];
+        float d, dmin;
+        quantize_k4_like(x, 15, -1.f, 0.1f, 20, L, ls, lm, &d, &dmin);
+        qf_ref_q4_K_finish(x, L, ls, lm, d, dmin, &y[b]);
     }
+}
+
+void qf_ref_q4_K_finish(const float *x, uint8_t *L, const uint8_t ls[8], const uint8_t lm[8],
+                        float d, float dmin, qf_block_q4_K *y)
+{
+    k4_finish(x, 15, ls, lm, d, dmin, &y->d, &y->dmin, y->scales, L);
+    pack_4bit(L, y->qs);
 }
 
 void qf_dequantize_row_q4_K(const void *vx, float *y, int64_t k)
@@ -665,15 +694,23 @@ void qf_quantize_row_q5_K_ref(const float *x, void *vy, int64_t k)
     check_row(x, vy, k);
     qf_block_q5_K *y = vy;
     for (int64_t b = 0; b < k / QF_QK_K; b++, x += QF_QK_K) {
-        uint8_t L[QF_QK_K];
-        quantize_k4_like(x, 31, -0.5f, 0.1f, 15, &y[b].d, &y[b].dmin, y[b].scales, L);
-        /* the fifth bit of weight i is bit i / 32 of qh[i % 32]; the rest packs as q4_K */
-        memset(y[b].qh, 0, sizeof y[b].qh);
-        for (int i = 0; i < QF_QK_K; i++)
-            if (L[i] > 15)
-                y[b].qh[i % 32] |= (uint8_t)(1u << (i / 32));
-        pack_4bit(L, y[b].qs);
+        uint8_t L[QF_QK_K], ls[8], lm[8];
+        float d, dmin;
+        quantize_k4_like(x, 31, -0.5f, 0.1f, 15, L, ls, lm, &d, &dmin);
+        qf_ref_q5_K_finish(x, L, ls, lm, d, dmin, &y[b]);
     }
+}
+
+void qf_ref_q5_K_finish(const float *x, uint8_t *L, const uint8_t ls[8], const uint8_t lm[8],
+                        float d, float dmin, qf_block_q5_K *y)
+{
+    k4_finish(x, 31, ls, lm, d, dmin, &y->d, &y->dmin, y->scales, L);
+    /* the fifth bit of weight i is bit i / 32 of qh[i % 32]; the rest packs as q4_K */
+    memset(y->qh, 0, sizeof y->qh);
+    for (int i = 0; i < QF_QK_K; i++)
+        if (L[i] > 15)
+            y->qh[i % 32] |= (uint8_t)(1u << (i / 32));
+    pack_4bit(L, y->qs);
 }
 
 static int q5_K_level(const qf_block_q5_K *blk, int i)
@@ -743,39 +780,45 @@ void qf_quantize_row_q6_K_ref(const float *x, void *vy, int64_t k)
     check_row(x, vy, k);
     qf_block_q6_K *y = vy;
 
-    for (int64_t b = 0; b < k / QF_QK_K; b++, x += QF_QK_K) {
-        int8_t L[QF_QK_K];
-        float scales[16];
-        for (int j = 0; j < 16; j++)
-            scales[j] = fit_symmetric(x + 16 * j, 16, 32, L + 16 * j);
-        float max_abs_scale;
-        const float max_scale = qf_ref_signed_absmax(scales, 16, &max_abs_scale);
+    for (int64_t b = 0; b < k / QF_QK_K; b++, x += QF_QK_K)
+        qf_ref_q6_K_block(x, NULL, &y[b]);
+}
 
-        if (max_abs_scale < GROUP_EPS) {   /* nothing to represent: an all-zero block */
-            memset(&y[b], 0, sizeof y[b]);
-            y[b].d = qf_fp32_to_fp16(0.f);
-            continue;
-        }
+/* One super-block; qw: importance weights of its 256 weights (ggml passes them to the
+ * sub-block fits as they are), NULL for x^2. */
+void qf_ref_q6_K_block(const float *x, const float *qw, qf_block_q6_K *y)
+{
+    int8_t L[QF_QK_K];
+    float scales[16];
+    for (int j = 0; j < 16; j++)
+        scales[j] = qf_ref_fit_symmetric(x + 16 * j, qw ? qw + 16 * j : NULL, 16, 32, L + 16 * j);
+    float max_abs_scale;
+    const float max_scale = qf_ref_signed_absmax(scales, 16, &max_abs_scale);
 
-        /* 8-bit signed sub-block scales: the largest maps to -128; one of the opposite sign
-         * and the same size would map to +128, which int8 cannot hold, hence the cap */
-        float iscale = -128.f / max_scale;
-        y[b].d = qf_fp32_to_fp16(1 / iscale);
-        for (int j = 0; j < 16; j++) {
-            int l = nearest(iscale * scales[j]);
-            y[b].scales[j] = (int8_t)(l < 127 ? l : 127);
-        }
-
-        float d_all = qf_fp16_to_fp32(y[b].d);
-        for (int j = 0; j < 16; j++) {
-            const float d = d_all * (float)y[b].scales[j];
-            if (!d)
-                continue;
-            for (int i = 0; i < 16; i++)
-                L[16 * j + i] = (int8_t)(clamp_int(nearest(x[16 * j + i] / d), -32, 31) + 32);
-        }
-        q6_K_pack(L, &y[b]);
+    if (max_abs_scale < QF_REF_GROUP_EPS) {   /* nothing to represent: an all-zero block */
+        memset(y, 0, sizeof *y);
+        y->d = qf_fp32_to_fp16(0.f);
+        return;
     }
+
+    /* 8-bit signed sub-block scales: the largest maps to -128; one of the opposite sign
+     * and the same size would map to +128, which int8 cannot hold, hence the cap */
+    float iscale = -128.f / max_scale;
+    y->d = qf_fp32_to_fp16(1 / iscale);
+    for (int j = 0; j < 16; j++) {
+        int l = qf_ref_nearest(iscale * scales[j]);
+        y->scales[j] = (int8_t)(l < 127 ? l : 127);
+    }
+
+    float d_all = qf_fp16_to_fp32(y->d);
+    for (int j = 0; j < 16; j++) {
+        const float d = d_all * (float)y->scales[j];
+        if (!d)
+            continue;
+        for (int i = 0; i < 16; i++)
+            L[16 * j + i] = (int8_t)(clamp_int(qf_ref_nearest(x[16 * j + i] / d), -32, 31) + 32);
+    }
+    q6_K_pack(L, y);
 }
 
 void qf_dequantize_row_q6_K(const void *vx, float *y, int64_t k)
@@ -829,7 +872,7 @@ void qf_quantize_row_q8_K_ref(const float *x, void *vy, int64_t k)
          * +-127 (ggml changed this for its AVX i-quant dot products, which negate int8s) */
         const float iscale = -127.f / max;
         for (int i = 0; i < QF_QK_K; i++) {
-            int v = nearest(iscale * x[i]);
+            int v = qf_ref_nearest(iscale * x[i]);
             y[b].qs[i] = (int8_t)(v < 127 ? v : 127);
         }
         for (int j = 0; j < 16; j++) {

@@ -344,22 +344,30 @@ void qf_quantize_row_q5_0_ref(const float *x, void *y, int64_t k)
         const float *xb = x + i * QF_QK5_0;
         const float d = signed_absmax(xb, QF_QK5_0) / -16;
         const float id = inverse(d);
-        uint32_t qh = 0;
+        uint8_t u[QF_QK5_0];
 
         blk[i].d = qf_fp32_to_fp16(d);
-        for (int j = 0; j < QF_QK5_0 / 2; j++) {
-            int q0 = trunc_to_i8(xb[j] * id + 16.5f);
-            int q1 = trunc_to_i8(xb[j + QF_QK5_0 / 2] * id + 16.5f);
+        for (int j = 0; j < QF_QK5_0; j++) {
+            int q = trunc_to_i8(xb[j] * id + 16.5f);
             /* ggml clamps in int8, then reads the low five bits of the byte */
-            const uint8_t u0 = (uint8_t)(q0 < 31 ? q0 : 31);
-            const uint8_t u1 = (uint8_t)(q1 < 31 ? q1 : 31);
-
-            blk[i].qs[j] = (uint8_t)((u0 & 0x0F) | (u1 & 0x0F) << 4);
-            qh |= (uint32_t)((u0 >> 4) & 1) << j;
-            qh |= (uint32_t)((u1 >> 4) & 1) << (j + QF_QK5_0 / 2);
+            u[j] = (uint8_t)(q < 31 ? q : 31);
         }
-        store_le32(blk[i].qh, qh);
+        qf_ref_pack_q5(u, blk[i].qs, blk[i].qh);
     }
+}
+
+/* Packs 32 level bytes of a 5-bit block: low nibbles of weights j and j + 16 share qs[j],
+ * bit 4 of weight j is bit j of qh (little-endian u32). Only the low five bits of each byte
+ * are read, as ggml does. Shared with the importance-weighted quantizers (imatrix.c). */
+void qf_ref_pack_q5(const uint8_t u[32], uint8_t qs[16], uint8_t qh[4])
+{
+    uint32_t h = 0;
+    for (int j = 0; j < 16; j++) {
+        qs[j] = (uint8_t)((u[j] & 0x0F) | (u[j + 16] & 0x0F) << 4);
+        h |= (uint32_t)((u[j] >> 4) & 1) << j;
+        h |= (uint32_t)((u[j + 16] >> 4) & 1) << (j + 16);
+    }
+    store_le32(qh, h);
 }
 
 /* Weight j of a 5-bit block, 0..31: low nibble from qs, fifth bit from qh. */
@@ -414,20 +422,14 @@ void qf_quantize_row_q5_1_ref(const float *x, void *y, int64_t k)
         min_max(xb, QF_QK5_1, &min, &max);
         const float d = (max - min) / 31;
         const float id = inverse(d);
-        uint32_t qh = 0;
+        uint8_t u[QF_QK5_1];
 
         blk[i].d = qf_fp32_to_fp16(d);
         blk[i].m = qf_fp32_to_fp16(min);
-        for (int j = 0; j < QF_QK5_1 / 2; j++) {
-            /* unlike q4_1, ggml does not clamp here: (max - min) * id never reaches 31.5 */
-            const uint8_t u0 = (uint8_t)trunc_to_u8((xb[j] - min) * id + 0.5f);
-            const uint8_t u1 = (uint8_t)trunc_to_u8((xb[j + QF_QK5_1 / 2] - min) * id + 0.5f);
-
-            blk[i].qs[j] = (uint8_t)((u0 & 0x0F) | (u1 & 0x0F) << 4);
-            qh |= (uint32_t)((u0 >> 4) & 1) << j;
-            qh |= (uint32_t)((u1 >> 4) & 1) << (j + QF_QK5_1 / 2);
-        }
-        store_le32(blk[i].qh, qh);
+        /* unlike q4_1, ggml does not clamp here: (max - min) * id never reaches 31.5 */
+        for (int j = 0; j < QF_QK5_1; j++)
+            u[j] = (uint8_t)trunc_to_u8((xb[j] - min) * id + 0.5f);
+        qf_ref_pack_q5(u, blk[i].qs, blk[i].qh);
     }
 }
 

@@ -82,6 +82,46 @@ void qf_quantize_row_int4_g128_ref(const float *x, void *y, int64_t k);
 void qf_dequantize_row_int4_g128(const void *x, float *y, int64_t k);
 void qf_vec_dot_int4_g128_q8_0_ref(int64_t k, const void *w, const void *a, float *s);
 
+/* kernels/ref/fw_ort_qnn.c: ONNX Runtime MatMulNBits INT4 and Qualcomm QNN encodings */
+void qf_quantize_row_ort_int4_b32_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_ort_int4_b32(const void *x, float *y, int64_t k);
+void qf_vec_dot_ort_int4_b32_q8_0_ref(int64_t k, const void *w, const void *a, float *s);
+void qf_quantize_row_ort_int4_b128_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_ort_int4_b128(const void *x, float *y, int64_t k);
+void qf_vec_dot_ort_int4_b128_q8_0_ref(int64_t k, const void *w, const void *a, float *s);
+void qf_quantize_row_ort_int4_b128_asym_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_ort_int4_b128_asym(const void *x, float *y, int64_t k);
+void qf_vec_dot_ort_int4_b128_asym_q8_0_ref(int64_t k, const void *w, const void *a, float *s);
+void qf_quantize_row_qnn_int8_pc_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_qnn_int8_pc(const void *x, float *y, int64_t k);
+void qf_vec_dot_qnn_int8_pc_q8_0_ref(int64_t k, const void *w, const void *a, float *s);
+void qf_quantize_row_qnn_int16_pc_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_qnn_int16_pc(const void *x, float *y, int64_t k);
+void qf_vec_dot_qnn_int16_pc_f32_ref(int64_t k, const void *w, const void *a, float *s);
+void qf_quantize_row_qnn_w4_block_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_qnn_w4_block(const void *x, float *y, int64_t k);
+void qf_vec_dot_qnn_w4_block_q8_0_ref(int64_t k, const void *w, const void *a, float *s);
+
+/* kernels/ref/fw_nncf_mlx.c: OpenVINO NNCF compress_weights and MLX affine. The MLX set is
+ * generated from QF_MLX_AFFINE_FORMATS (qf_blocks.h), one triple per (bits, group). */
+#include "qf_blocks.h"
+void qf_quantize_row_nncf_int8_asym_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_nncf_int8_asym(const void *x, float *y, int64_t k);
+void qf_vec_dot_nncf_int8_asym_q8_0_ref(int64_t k, const void *w, const void *a, float *s);
+void qf_quantize_row_nncf_int4_sym_g128_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_nncf_int4_sym_g128(const void *x, float *y, int64_t k);
+void qf_vec_dot_nncf_int4_sym_g128_q8_0_ref(int64_t k, const void *w, const void *a, float *s);
+void qf_quantize_row_nncf_int4_asym_g128_ref(const float *x, void *y, int64_t k);
+void qf_dequantize_row_nncf_int4_asym_g128(const void *x, float *y, int64_t k);
+void qf_vec_dot_nncf_int4_asym_g128_q8_0_ref(int64_t k, const void *w, const void *a, float *s);
+#define QF_MLX_AFFINE_PROTOS(B, G)                                                          \
+    void qf_quantize_row_mlx_affine##B##_g##G##_ref(const float *x, void *y, int64_t k);    \
+    void qf_dequantize_row_mlx_affine##B##_g##G(const void *x, float *y, int64_t k);        \
+    void qf_vec_dot_mlx_affine##B##_g##G##_q8_0_ref(int64_t k, const void *w, const void *a, \
+                                                   float *s);
+QF_MLX_AFFINE_FORMATS(QF_MLX_AFFINE_PROTOS)
+#undef QF_MLX_AFFINE_PROTOS
+
 /* The iq4_nl codebook (shared with any backend that decodes iq4_nl). */
 extern const int8_t qf_kvalues_iq4nl[16];
 
