@@ -442,7 +442,13 @@ static int manifest_file(const char *ref, qf_manifest_kind want, char path[QF_FE
         setwhy(why, why_len, "%s: %s", ref, mwhy);
     if (err)
         return err;
-    if (m.kind != want || (want == QF_MANIFEST_MODEL && m.format != QF_MANIFEST_FMT_GGUF)) {
+    /* a model is any GGUF checkpoint: a "tensor" manifest of one (kept for tensor benchmarks)
+     * is the same file */
+    bool ok = want == QF_MANIFEST_MODEL
+                  ? (m.kind == QF_MANIFEST_MODEL || m.kind == QF_MANIFEST_TENSOR) &&
+                        m.format == QF_MANIFEST_FMT_GGUF
+                  : m.kind == want;
+    if (!ok) {
         setwhy(why, why_len, "%s: a %s manifest%s, not a %s", ref, qf_manifest_kind_name(m.kind),
                m.format == QF_MANIFEST_FMT_SAFETENSORS ? " (safetensors)" : "",
                want == QF_MANIFEST_MODEL ? "GGUF model (qfleet quantize converts checkpoints)"

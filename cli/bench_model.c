@@ -5,8 +5,8 @@
  * cache; tg = tokens/s of --tg (128) single-token forwards from an (almost) empty cache, one
  * prompt token first so both engines start generation the same way (model/eval.c's
  * qf_eval_speed for ours, agent/llama_peer.c's qf_llama_peer_speed for llama.cpp). For each
- * model and thread count, every repetition runs ours pp, llama.cpp pp, ours tg, llama.cpp tg
- * back to back, so they share the machine's noise of the moment; figures are medians over the
+ * model and thread count, every repetition runs ours pp and tg, then llama.cpp's, back to back,
+ * so they share the machine's noise of the moment; figures are medians over the
  * repetitions and ratios medians of per-repetition ratios (after one untimed warm-up each).
  *
  * Threads: our engine's pool pins thread i to core i, and binds the calling thread to core 0;
@@ -189,9 +189,12 @@ static int bench_one(const bm_opts *o, const char *path, int threads, bm_llama *
         if (!(s[i] = calloc((size_t)o->reps, sizeof *s[i])))
             err = qf_errorf(QF_ENOMEM, "%s: out of memory", CMD);
     if (!err && l) {
+        cpu_set_t mine;
+        pthread_getaffinity_np(pthread_self(), sizeof mine, &mine);
         pthread_setaffinity_np(pthread_self(), sizeof g_all_cpus, &g_all_cpus);
         err = qf_llama_peer_context(l->p, l->model, (uint32_t)(o->pp + o->tg + 1),
                                     (uint32_t)o->pp, threads, &l->ctx, why, sizeof why);
+        pthread_setaffinity_np(pthread_self(), sizeof mine, &mine);
         if (err)
             qf_errorf(err, "%s: llama.cpp: %s", CMD, why);
     }
@@ -201,18 +204,10 @@ static int bench_one(const bm_opts *o, const char *path, int threads, bm_llama *
     if (!err && l)
         err = llama_rep(l, o, &c, &d);
     for (int64_t r = 0; r < o->reps && !err; r++) {
-        double pp_o, tg_o, pp_l = 0, tg_l = 0;
-        double t0, u0;
-        if ((err = qf_eval_speed(m, o->pp, 0, 1, &pp_o, &t0, why, sizeof why)) != 0) {
-            qf_errorf(err, "%s: ours: %s", CMD, why);
+        double pp_o = 0, tg_o = 0, pp_l = 0, tg_l = 0;
+        if ((err = ours_rep(m, o, &pp_o, &tg_o)) != 0 ||
+            (l && (err = llama_rep(l, o, &pp_l, &tg_l)) != 0))
             break;
-        }
-        if (l && (err = llama_rep(l, o, &pp_l, &tg_l)) != 0)
-            break;
-        if ((err = qf_eval_speed(m, 1, o->tg, 1, &u0, &tg_o, why, sizeof why)) != 0) {
-            qf_errorf(err, "%s: ours: %s", CMD, why);
-            break;
-        }
         s[S_PP_OURS][r] = pp_o;
         s[S_TG_OURS][r] = tg_o;
         s[S_PP_LLAMA][r] = pp_l;

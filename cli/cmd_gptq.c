@@ -49,7 +49,8 @@ static void usage(FILE *out)
           "Quantizes one linear layer W (rows = outputs, cols = inputs) with GPTQ on calibration\n"
           "activations X and prints ||W X^T - Ŵ X^T||^2 for GPTQ and for round-to-nearest in the\n"
           "same format, their ratio, and the run times (docs/formats.md, \"GPTQ\").\n"
-          "  --format FMT   a 4-bit block format (default int4_g128; q4_0, q4_K, ort_int4_b32, ...)\n"
+          "  --format FMT   a 4-bit block format (default int4_g128; q4_0, q4_K, ort_int4_b32,\n"
+          "                 ...)\n"
           "  --rows N       output channels of the synthetic layer (default 1024)\n"
           "  --cols N       input channels (default 1024; a multiple of the format's block)\n"
           "  --samples N    synthetic calibration rows (default 512)\n"
@@ -199,23 +200,32 @@ static int load_calib(gptq_opts *o, float **x)
     return err;
 }
 
+/* "ratio 0.7439 (25.6% lower)", or "... higher" where GPTQ lost. */
+static void print_ratio(double gptq, double rtn)
+{
+    double ratio = gptq / rtn;
+    printf("ratio %.4f (%.1f%% %s)\n", ratio, 100 * fabs(1 - ratio),
+           ratio <= 1 ? "lower" : "higher");
+}
+
 static void print_text(const gptq_opts *o, const qf_gptq_stats *st, const qf_gptq_stats *ho)
 {
-    double ratio = st->err_gptq / st->err_rtn;
     printf("gptq: %s, %lld x %lld layer, %lld calibration samples, damp %g, act-order %s\n",
            qf_format_get(o->fmt)->name, (long long)o->rows, (long long)o->cols,
            (long long)o->samples, o->p.percdamp, o->p.act_order ? "on" : "off");
     printf("  ||WX^T - ŴX^T||^2   gptq %.6e   rtn %.6e\n", st->err_gptq, st->err_rtn);
     printf("  relative to ||WX^T||^2   gptq %.4e   rtn %.4e\n", st->err_gptq / st->ref_norm2,
            st->err_rtn / st->ref_norm2);
-    printf("  ratio gptq/rtn %.4f (%.1f%% lower)\n", ratio, 100 * (1 - ratio));
+    printf("  gptq/rtn ");
+    print_ratio(st->err_gptq, st->err_rtn);
     printf("  time  gptq %.3f s (Hessian %.3f, factor %.3f, columns %.3f)   rtn %.3f s\n",
            st->seconds, st->seconds_hessian, st->seconds_factor,
            st->seconds - st->seconds_hessian - st->seconds_factor, st->seconds_rtn);
-    if (o->holdout)
-        printf("  held out (%lld fresh samples): gptq %.6e   rtn %.6e   ratio %.4f "
-               "(%.1f%% lower)\n", (long long)o->holdout, ho->err_gptq, ho->err_rtn,
-               ho->err_gptq / ho->err_rtn, 100 * (1 - ho->err_gptq / ho->err_rtn));
+    if (o->holdout) {
+        printf("  held out (%lld fresh samples): gptq %.6e   rtn %.6e   ", (long long)o->holdout,
+               ho->err_gptq, ho->err_rtn);
+        print_ratio(ho->err_gptq, ho->err_rtn);
+    }
     if (st->dead_cols)
         printf("  dead input columns: %lld (no sample reaches them; weights set to 0)\n",
                (long long)st->dead_cols);

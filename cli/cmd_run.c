@@ -213,16 +213,16 @@ static void print_summary(json_t *results, const qf_suite *suite, const qf_agent
         printf("(%zu jobs need a device or framework this machine does not have: \"not on this "
                "fleet\"; `qfleet status` on a fleet that has them)\n", absent);
     if (evals) {
-        printf("\nmodel level (eval jobs; quality retention = top-1 agreement with the "
-               "unquantized model, docs/metrics.md)\n%-19s %-44s %10s %10s %8s %9s %9s %9s\n",
-               "format", "model@text", "PPL", "base PPL", "KLD", "same top", "pp t/s", "tg t/s");
+        printf("\nmodel level (eval jobs; quality retention = base PPL / PPL, docs/metrics.md)\n"
+               "%-19s %-44s %10s %10s %9s %8s %9s %9s %9s\n", "format", "model@text", "PPL",
+               "base PPL", "retention", "KLD", "same top", "pp t/s", "tg t/s");
         for (i = 0; i < n; i++) {
             const row *w = &rows[i];
             if (strcmp(w->kind, "eval") != 0 || strcmp(w->status, "ok") != 0)
                 continue;
-            printf("%-19s %-44s %10.4g %10.4g %8.5f %8.2f%% %9.1f %9.2f\n", w->format,
-                   w->dataset, w->ppl, w->ppl_base, w->kld, 100.0 * w->same_top, w->pp_tps,
-                   w->tg_tps);
+            printf("%-19s %-44s %10.4g %10.4g %8.2f%% %8.5f %8.2f%% %9.1f %9.2f\n", w->format,
+                   w->dataset, w->ppl, w->ppl_base, 100.0 * w->ppl_base / w->ppl, w->kld,
+                   100.0 * w->same_top, w->pp_tps, w->tg_tps);
         }
     }
     for (i = 0; i < n; i++)

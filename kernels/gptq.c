@@ -4,11 +4,11 @@
  *   H = 2 X^T X / n (double, BLAS dsyrk); a column no sample touches (diag 0) is "dead": its
  *   diagonal becomes 1 and its weights 0. With act-order the columns are visited by decreasing
  *   diag H. percdamp * mean(diag H) is added to the diagonal; then U, the upper Cholesky factor
- *   of H^-1 (LAPACKE potrf and trtri of H reversed: inverse_factor). Column j of each row is rounded onto its block's
- *   grid, err = (w - ŵ) / U[j][j], and w[k] -= err * U[j][k] for the later columns of the same
- *   batch of 128; the columns after the batch get all of the batch's errors at once with one
- *   sgemm (the "lazy batch" update). Rows never interact, so a batch's columns are split
- *   across threads by rows.
+ *   of H^-1 (LAPACKE potrf and trtri of H reversed: inverse_factor). Column j of each row is
+ *   rounded onto its block's grid, err = (w - ŵ) / U[j][j], and w[k] -= err * U[j][k] for the
+ *   later columns of the same batch of 128; the columns after the batch get all of the
+ *   batch's errors at once with one sgemm (the "lazy batch" update). Rows never interact, so a
+ *   batch's columns are split across threads by rows.
  *
  * Grids. A block format enters GPTQ through one row of k_grids: its block, the weights that
  * share a scale (one "level table" of 16 values), where its 4-bit codes sit and how they are

@@ -220,7 +220,7 @@ static void table_head(FILE *out, const qf_report *rep, bool with_device)
           "<th>speed-up vs base [95% CI]</th><th>GB/s</th><th>SNR dB</th><th>NMSE</th>"
           "<th>cosine</th>", out);
     if (rep->has_ppl)
-        fputs("<th>perplexity</th><th>quality retention (same top)</th>", out);
+        fputs("<th>perplexity</th><th>quality retention (PPL_base/PPL)</th>", out);
     if (rep->has_kld)
         fputs("<th>KLD</th>", out);
     if (with_device)
@@ -719,10 +719,9 @@ int qf_report_write_html(const qf_report *rep, FILE *out)
           "links to its raw samples.</p>\n", out);
     if (rep->has_ppl)
         fputs("<p>Model-level rows (kind eval): perplexity of the quantized model on the text; "
-              "<b>quality retention</b> = top-1 agreement with the unquantized model, the "
-              "fraction of positions where both predict the same next token (llama.cpp's "
-              "\"same top p\"); KLD = mean KL divergence from the unquantized model's next-token "
-              "distribution (docs/metrics.md).</p>\n", out);
+              "<b>quality retention</b> = PPL of the unquantized model / PPL of the quantized "
+              "one on the same tokens (100% = no loss); KLD = mean KL divergence from the "
+              "unquantized model's next-token distribution (docs/metrics.md).</p>\n", out);
     table_head(out, rep, true);
     for (size_t i = 0; i < rep->n_rows; i++)
         table_row(out, rep, &rep->rows[i], true);

@@ -203,7 +203,7 @@ static double metric(json_t *m, const char *k, double if_null)
 static int parse_metrics(const char *path, qf_rs_result *r, const char *text)
 {
     r->rmse = r->nmse = r->snr_db = r->max_abs = r->cosine = r->ppl = r->kld = NAN;
-    r->same_top = NAN;
+    r->same_top = r->ppl_base = NAN;
     if (!text)
         return 0;
     json_t *m = json_loads(text, 0, NULL);
@@ -221,6 +221,7 @@ static int parse_metrics(const char *path, qf_rs_result *r, const char *text)
     r->ppl = metric(m, "perplexity", NAN);
     r->kld = metric(m, "kld", NAN);
     r->same_top = metric(m, "same_top", NAN);
+    r->ppl_base = metric(m, "perplexity_base", NAN);
     json_decref(m);
     return 0;
 }

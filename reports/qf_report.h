@@ -52,9 +52,9 @@ typedef struct qf_rs_result {
     qf_job_spec spec;
     bool     has_metrics;
     double   rmse, nmse, snr_db, max_abs, cosine;   /* NaN when absent; snr_db may be +inf */
-    double   ppl, kld, same_top;                   /* model-level metrics (eval jobs), NaN
-                                                      when absent; same_top is the quality
-                                                      retention (docs/metrics.md) */
+    double   ppl, ppl_base, kld, same_top;         /* model-level metrics (eval jobs), NaN
+                                                      when absent; quality retention =
+                                                      ppl_base / ppl (docs/metrics.md) */
     double  *samples;                              /* seconds per repetition; owned */
     size_t   n_samples;
     double   median_s;                             /* NaN without samples */

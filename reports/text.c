@@ -58,7 +58,7 @@ void qf_report_cells_fill(const qf_report_row *w, qf_report_cells *c)
     NUM(c->cosine, "%.6f", r->cosine);
     NUM(c->ppl, "%.3f", r->ppl);
     NUM(c->kld, "%.4f", r->kld);
-    NUM(c->retention, "%.2f%%", 100.0 * r->same_top);
+    NUM(c->retention, "%.2f%%", 100.0 * r->ppl_base / r->ppl);
 }
 
 /* --- CSV -------------------------------------------------------------------------------- */
@@ -93,7 +93,7 @@ static const char *const k_csv_header[] = {
     "attempt", "status", "key", "kind", "format", "framework", "dataset", "rows", "cols",
     "threads", "agent", "device_id", "device", "kernel", "seed", "dataset_sha256", "bytes",
     "bpw", "throughput_bytes", "peak_rss_kb", "wall_s", "rmse", "nmse", "snr_db", "max_abs",
-    "cosine", "perplexity", "kld", "same_top", "rep", "sample_s",
+    "cosine", "perplexity", "perplexity_base", "kld", "same_top", "rep", "sample_s",
 };
 
 /* Every column but the last two (rep, sample_s), each followed by a comma. */
@@ -133,7 +133,7 @@ static void csv_identity(FILE *out, const qf_resultset *rs, const qf_rs_result *
     csv_num(out, r->bpw);
     fprintf(out, ",%" PRIu64 ",%" PRIu64 ",", r->throughput_bytes, r->peak_rss_kb);
     const double tail[] = { r->wall_s, r->rmse, r->nmse, r->snr_db, r->max_abs, r->cosine,
-                            r->ppl, r->kld, r->same_top };
+                            r->ppl, r->ppl_base, r->kld, r->same_top };
     for (size_t i = 0; i < sizeof tail / sizeof tail[0]; i++) {
         csv_num(out, tail[i]);
         fputc(',', out);
@@ -193,7 +193,7 @@ int qf_report_write_md(const qf_report *rep, FILE *out)
     fprintf(out, "\n| framework | quantization | op | shape | bits/weight | bytes | memory vs "
                  "base | speed-up vs base [95%% CI] | GB/s | SNR dB | NMSE | cosine |%s%s "
                  "device |\n|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|%s%s---|\n",
-            rep->has_ppl ? " perplexity | quality retention (same top) |" : "",
+            rep->has_ppl ? " perplexity | quality retention (PPL_base/PPL) |" : "",
             rep->has_kld ? " KLD |" : "", rep->has_ppl ? "--:|--:|" : "",
             rep->has_kld ? "--:|" : "");
     for (size_t i = 0; i < rep->n_rows; i++) {

@@ -37,7 +37,7 @@ typedef struct qf_gptq_stats {
     double  ref_norm2;    /* ||W X^T||_F^2, to make the two relative */
     double  seconds;      /* GPTQ: Hessian, factorisation, every column, bytes written */
     double  seconds_hessian;  /* of which 2 X^T X / n */
-    double  seconds_factor;   /* of which the Cholesky factor of H^-1 (and act-order's reordering) */
+    double  seconds_factor;   /* of which H^-1's Cholesky factor (and act-order's reordering) */
     double  seconds_rtn;  /* qf_quantize of the same matrix */
     int64_t dead_cols;    /* input columns that are 0 in every sample (their weights are set 0) */
 } qf_gptq_stats;
@@ -49,8 +49,8 @@ bool qf_gptq_supports(qf_format fmt);
  * on calibration X. w_hat (optional, rows x cols): Ŵ as the error feedback used it. stats
  * (optional): both output errors on X and the times; NULL skips measuring RTN.
  * p NULL means qf_gptq_defaults(). Errors: QF_EFORMAT for a format GPTQ cannot write,
- * QF_ESHAPE for cols the format cannot hold, QF_EINVAL for sizes < 1, a negative percdamp or
- * a non-finite weight or activation, QF_ERANGE when the dampened Hessian is not positive
+ * QF_ESHAPE for cols the format cannot hold, QF_EINVAL for sizes outside [1, 2^30], threads
+ * outside [0, 256], a percdamp outside [0, 1e6) or a non-finite weight or activation, QF_ERANGE when the dampened Hessian is not positive
  * definite, QF_ENOMEM; each with a message. dst is undefined after an error. */
 int qf_gptq_quantize(qf_format fmt, const float *w, int64_t rows, int64_t cols,
                      const float *x, int64_t n, const qf_gptq_params *p,
