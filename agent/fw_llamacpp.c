@@ -80,20 +80,6 @@ static bool probe(char *version, size_t version_len)
     return true;
 }
 
-__attribute__((format(printf, 2, 3)))
-static int failed(qf_job_result *out, const char *fmt, ...)
-{
-    free(out->samples);
-    out->samples = NULL;
-    out->n_samples = 0;
-    out->has_metrics = false;
-    out->status = QF_JOB_FAILED;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(out->error, sizeof out->error, fmt, ap);
-    va_end(ap);
-    return 0;
-}
 
 /* ---- tensor jobs: one mul_mat in ggml's CPU backend ---------------------------------------- */
 
@@ -144,14 +130,14 @@ static int run_tensor(const qf_job_spec *spec, qf_job_result *out)
 {
     qf_format fmt;
     if (qf_format_from_name(spec->format, &fmt) != 0)
-        return failed(out, NAME ": format: unknown format '%s'", spec->format);
+        return qf_job_result_fail(out, NAME ": format: unknown format '%s'", spec->format);
     if (spec->threads > 4096)
-        return failed(out, NAME ": threads: %" PRIu32 " is too many", spec->threads);
+        return qf_job_result_fail(out, NAME ": threads: %" PRIu32 " is too many", spec->threads);
     char why[QF_JOB_ERROR_MAX - 32], version[QF_FRAMEWORK_VERSION_MAX] = "";
     float *w = NULL, *x = NULL, *y = NULL, *yref = NULL;
     int err = qf_framework_inputs(spec, &w, &x, why, sizeof why);
     if (err)
-        return failed(out, NAME " %s: %s", spec->format, why);
+        return qf_job_result_fail(out, NAME " %s: %s", spec->format, why);
     size_t bytes = qf_format_row_size(fmt, spec->cols) * (size_t)spec->rows;
     uint8_t *wq = malloc(bytes);
     y = malloc((size_t)spec->rows * sizeof *y);
@@ -175,7 +161,7 @@ static int run_tensor(const qf_job_spec *spec, qf_job_result *out)
         out->n_samples = spec->reps;
         qf_framework_result(&qf_fw_llamacpp, version, spec, y, yref, out);
     } else {
-        failed(out, NAME " %s: %s", spec->format, why);
+        qf_job_result_fail(out, NAME " %s: %s", spec->format, why);
     }
     free(wq);
     free(x);
@@ -222,13 +208,13 @@ static int run_model(const qf_job_spec *spec, const char *path, qf_job_result *o
         qf_ggml_close(&g);
     }
     if (spec->threads > 4096)
-        return failed(out, NAME ": threads: %" PRIu32 " is too many", spec->threads);
+        return qf_job_result_fail(out, NAME ": threads: %" PRIu32 " is too many", spec->threads);
     int err = qf_llama_peer_open(&p, NULL, true, why, sizeof why);
     if (err)
-        return failed(out, NAME " %s: %s", spec->dataset, why);
+        return qf_job_result_fail(out, NAME " %s: %s", spec->dataset, why);
     void *model = p.model_load_from_file(path, p.model_default_params());
     if (!model)
-        return failed(out, NAME " %s: llama.cpp cannot load %s", spec->dataset, path);
+        return qf_job_result_fail(out, NAME " %s: llama.cpp cannot load %s", spec->dataset, path);
     void *ctx = NULL;
     err = qf_llama_peer_context(&p, model, MODEL_PP + MODEL_TG + 1, MODEL_PP,
                                 (int)spec->threads, &ctx, why, sizeof why);
@@ -254,7 +240,7 @@ static int run_model(const qf_job_spec *spec, const char *path, qf_job_result *o
         out->throughput_bytes = size;
         snprintf(out->kernel, sizeof out->kernel, "%s-%s", NAME, version);
     } else {
-        failed(out, NAME " %s: %s", spec->dataset, why);
+        qf_job_result_fail(out, NAME " %s: %s", spec->dataset, why);
     }
     if (ctx)
         p.free_ctx(ctx);
@@ -268,7 +254,7 @@ static int run(const qf_job_spec *spec, qf_job_result *out)
     char path[QF_FETCH_PATH_MAX], why[QF_JOB_ERROR_MAX - 32];
     int is_model = model_path(spec, path, sizeof path, why, sizeof why);
     if (is_model < 0)
-        return failed(out, NAME " %s: %s", spec->dataset, why);
+        return qf_job_result_fail(out, NAME " %s: %s", spec->dataset, why);
     return is_model ? run_model(spec, path, out) : run_tensor(spec, out);
 }
 

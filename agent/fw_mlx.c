@@ -159,7 +159,7 @@ static int run(const qf_job_spec *spec, qf_job_result *out)
 {
     char version[QF_FRAMEWORK_VERSION_MAX];
     if (!probe(version, sizeof version))
-        return qf_fw_fail(out, "mlx: needs macOS on Apple Silicon with mlx_lm.generate and "
+        return qf_job_result_fail(out, "mlx: needs macOS on Apple Silicon with mlx_lm.generate and "
                           "mlx_lm on PATH");
     return qf_fw_measure(&qf_fw_mlx, spec, run_once, NULL, version, sizeof version, out);
 }

@@ -739,19 +739,19 @@ static int run(const qf_job_spec *spec, qf_job_result *out)
     assert(spec && out);
     const ort_api *api = ort_get();
     if (!api)
-        return qf_fw_fail(out, "ort: %s", g_ort.why);
+        return qf_job_result_fail(out, "ort: %s", g_ort.why);
     qf_format fmt;
     if (qf_format_from_name(spec->format, &fmt) != 0)
-        return qf_fw_fail(out, "ort: format: unknown format '%s'", spec->format);
+        return qf_job_result_fail(out, "ort: format: unknown format '%s'", spec->format);
     const ort_scheme *scheme = NULL;
     for (size_t i = 0; i < sizeof k_schemes / sizeof k_schemes[0]; i++)
         if (strcmp(k_schemes[i].format, spec->format) == 0)
             scheme = &k_schemes[i];
     if (!scheme && strcmp(spec->format, qf_fw_ort.baseline) != 0)
-        return qf_fw_fail(out, "ort: format %s is not one of %s", spec->format,
-                          qf_fw_ort.formats);
+        return qf_job_result_fail(out, "ort: format %s is not one of %s", spec->format,
+                                  qf_fw_ort.formats);
     if (spec->threads > (uint32_t)INT32_MAX)
-        return qf_fw_fail(out, "ort: threads: %" PRIu32 " is too many", spec->threads);
+        return qf_job_result_fail(out, "ort: threads: %" PRIu32 " is too many", spec->threads);
 
     char why[QF_JOB_ERROR_MAX - 32];
     float *w = NULL, *x = NULL, *y = NULL, *yref = NULL;
@@ -776,7 +776,7 @@ static int run(const qf_job_spec *spec, qf_job_result *out)
         out->n_samples = spec->reps;
         qf_framework_result(&qf_fw_ort, g_ort.version, spec, y, yref, out);
     } else {
-        qf_fw_fail(out, "ort %s: %s", spec->format, why);
+        qf_job_result_fail(out, "ort %s: %s", spec->format, why);
     }
     free(w);
     free(wq);
@@ -789,7 +789,7 @@ static int run(const qf_job_spec *spec, qf_job_result *out)
 const qf_framework qf_fw_ort = {
     .name = "ort",
     .title = "ONNX Runtime (Olive)",
-    .formats = "f32 ort_int4_b32 ort_int4_b128",
+    .formats = "f32 ort_int4_b32 ort_int4_b128 ort_int4_b128_asym",
     .baseline = "f32",
     .probe = probe,
     .run = run,

@@ -187,7 +187,7 @@ static int run(const qf_job_spec *spec, qf_job_result *out)
 {
     char version[QF_FRAMEWORK_VERSION_MAX];
     if (!probe(version, sizeof version))
-        return qf_fw_fail(out, "qnn: needs qnn-net-run and qnn-profile-viewer on PATH");
+        return qf_job_result_fail(out, "qnn: needs qnn-net-run and qnn-profile-viewer on PATH");
     return qf_fw_measure(&qf_fw_qnn, spec, run_once, NULL, version, sizeof version, out);
 }
 

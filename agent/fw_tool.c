@@ -491,21 +491,6 @@ bool qf_fw_number(const char *s, size_t n, double *v)
 
 /* ---- results -------------------------------------------------------------------------------- */
 
-int qf_fw_fail(qf_job_result *out, const char *fmt, ...)
-{
-    assert(out && fmt);
-    free(out->samples);
-    out->samples = NULL;
-    out->n_samples = 0;
-    out->has_metrics = false;
-    out->status = QF_JOB_FAILED;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(out->error, sizeof out->error, fmt, ap);
-    va_end(ap);
-    return 0;
-}
-
 void qf_fw_ok(const qf_framework *fw, const char *version, const qf_job_spec *spec,
               const qf_fw_model *model, double *samples, uint32_t n, qf_job_result *out)
 {
@@ -534,13 +519,13 @@ int qf_fw_measure(const qf_framework *fw, const qf_job_spec *spec, qf_fw_rep_fn 
     char why[QF_JOB_ERROR_MAX], dir[QF_FW_TOOL_PATH_MAX];
     qf_fw_model model;
     if (qf_fw_model_resolve(spec, &model, why, sizeof why) != 0)
-        return qf_fw_fail(out, "%s: %s", fw->name, why);
+        return qf_job_result_fail(out, "%s: %s", fw->name, why);
     if (qf_fw_scratch_new(fw->name, dir, sizeof dir, why, sizeof why) != 0)
-        return qf_fw_fail(out, "%s: %s", fw->name, why);
+        return qf_job_result_fail(out, "%s: %s", fw->name, why);
     double *samples = malloc(spec->reps * sizeof *samples);
     if (!samples) {
         qf_fw_scratch_remove(dir);
-        return qf_fw_fail(out, "%s: no memory for %u samples", fw->name, spec->reps);
+        return qf_job_result_fail(out, "%s: no memory for %u samples", fw->name, spec->reps);
     }
     uint64_t peak = 0;
     for (uint32_t i = 0; i < spec->warmup + spec->reps; i++) {
@@ -556,7 +541,7 @@ int qf_fw_measure(const qf_framework *fw, const qf_job_spec *spec, qf_fw_rep_fn 
         if (err) {
             free(samples);
             qf_fw_scratch_remove(dir);
-            return qf_fw_fail(out, "%s: %s", fw->name, why);
+            return qf_job_result_fail(out, "%s: %s", fw->name, why);
         }
         if (i >= spec->warmup) {
             samples[i - spec->warmup] = r.per_iter_s;

@@ -116,10 +116,6 @@ typedef struct qf_fw_report {
 int qf_fw_why(char *why, size_t why_len, int err, const char *tool, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
-/* Makes out a FAILED result with the formatted reason (samples freed). Returns 0, so an
- * adapter can `return qf_fw_fail(out, ...)`. */
-int qf_fw_fail(qf_job_result *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 /* Fills an OK result measured by fw in version over model: takes the samples (n of them,
  * malloc'd; ownership moves to out), bytes = throughput_bytes = the model file's size (one
  * iteration reads every weight once), bpw of spec->format, kernel "<name>-<version>",

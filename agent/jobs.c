@@ -93,21 +93,6 @@ const qf_job_kind *qf_jobs_find(const char *name)
     return NULL;
 }
 
-/* Makes out a FAILED result with the formatted reason; returns 0 (a result was produced). */
-__attribute__((format(printf, 2, 3)))
-static int failed(qf_job_result *out, const char *fmt, ...)
-{
-    free(out->samples);
-    out->samples = NULL;
-    out->n_samples = 0;
-    out->has_metrics = false;
-    out->status = QF_JOB_FAILED;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(out->error, sizeof out->error, fmt, ap);
-    va_end(ap);
-    return 0;
-}
 
 /* ---- input identity ----------------------------------------------------------------------- */
 
@@ -345,12 +330,12 @@ static int run_op(const qf_job_spec *spec, qf_bench_op op, qf_job_result *out)
 {
     qf_format fmt;
     if (qf_format_from_name(spec->format, &fmt) != 0)
-        return failed(out, "format: unknown format '%s'", spec->format);
+        return qf_job_result_fail(out, "format: unknown format '%s'", spec->format);
     char why[QF_JOB_ERROR_MAX - 64];
     qf_synth_dist dist = QF_SYNTH_GAUSSIAN;
     float *weights = NULL;      /* a dataset's tensor, or NULL: generated from dist */
     if (resolve_dataset(spec, &dist, &weights, why, sizeof why) != 0)
-        return failed(out, "%s", why);
+        return qf_job_result_fail(out, "%s", why);
     /* The selector says where the job must run: backend=cuda is the GPU (the coordinator only
      * leases it to an agent whose fingerprint has "cuda"), backend=opencl the OpenCL device
      * (likewise "opencl"); anything else the best CPU kernels. */
@@ -366,20 +351,20 @@ static int run_op(const qf_job_spec *spec, qf_bench_op op, qf_job_result *out)
     int err = qf_measure_new(&ms, &fmt, 1, &m, why, sizeof why);
     free(weights);
     if (err)
-        return failed(out, "%s %s: %s", spec->kind, spec->format, why);
+        return qf_job_result_fail(out, "%s %s: %s", spec->kind, spec->format, why);
 
     int64_t n;
     const float *x = qf_measure_input(m, &n);
     if (sha256_hex(x, n, out->dataset_sha256) != 0) {
         qf_measure_destroy(&m);
-        return failed(out, "%s %s: libsodium could not be initialized", spec->kind,
+        return qf_job_result_fail(out, "%s %s: libsodium could not be initialized", spec->kind,
                       spec->format);
     }
     qf_measure_out mo;
     err = qf_measure_run(m, fmt, &mo, why, sizeof why);
     qf_measure_destroy(&m);
     if (err)
-        return failed(out, "%s %s: %s", spec->kind, spec->format, why);
+        return qf_job_result_fail(out, "%s %s: %s", spec->kind, spec->format, why);
 
     out->status = QF_JOB_OK;
     out->samples = mo.samples;          /* ownership moves to the result */
@@ -419,13 +404,13 @@ static int run_framework(const qf_job_spec *spec, qf_job_result *out)
 {
     const qf_framework *fw = qf_framework_of(spec);
     if (!fw)
-        return failed(out, "framework: the selector '%s' names no framework (backend=NAME)",
+        return qf_job_result_fail(out, "framework: the selector '%s' names no framework (backend=NAME)",
                       spec->selector);
     char version[QF_FRAMEWORK_VERSION_MAX] = "";
     if (!fw->probe(version, sizeof version))
-        return failed(out, "framework %s: not on this agent", fw->name);
+        return qf_job_result_fail(out, "framework %s: not on this agent", fw->name);
     if (!qf_framework_runs(fw, spec->format))
-        return failed(out, "framework %s: does not run format %s (it runs: %s)", fw->name,
+        return qf_job_result_fail(out, "framework %s: does not run format %s (it runs: %s)", fw->name,
                       spec->format, fw->formats);
     return fw->run(spec, out);
 }
@@ -518,17 +503,17 @@ static int run_eval(const qf_job_spec *spec, qf_job_result *out)
     char model_path[QF_FETCH_PATH_MAX], text_path[QF_FETCH_PATH_MAX + 64];
     qf_format fmt;
     if (qf_format_from_name(spec->format, &fmt) != 0)
-        return failed(out, "format: unknown format '%s'", spec->format);
+        return qf_job_result_fail(out, "format: unknown format '%s'", spec->format);
     int rc = qf_job_eval_dataset(spec->dataset, mref, sizeof mref, tref, sizeof tref);
     assert(rc == 0); /* validated */
     (void)rc;
     if (manifest_file(mref, QF_MANIFEST_MODEL, model_path, why, sizeof why) != 0)
-        return failed(out, "eval: %s", why);
+        return qf_job_result_fail(out, "eval: %s", why);
     if (strncmp(tref, QF_JOB_TEXT_PREFIX, strlen(QF_JOB_TEXT_PREFIX)) == 0)
         snprintf(text_path, sizeof text_path, "%s/texts/%s.txt", qf_manifest_default_dir(),
                  tref + strlen(QF_JOB_TEXT_PREFIX));
     else if (manifest_file(tref, QF_MANIFEST_TEXT, text_path, why, sizeof why) != 0)
-        return failed(out, "eval: %s", why);
+        return qf_job_result_fail(out, "eval: %s", why);
 
     const int64_t n_pp = spec->rows / 2 < 512 ? spec->rows / 2 : 512;
     const int64_t n_tg = spec->rows - n_pp < 128 ? spec->rows - n_pp : 128;
@@ -591,7 +576,7 @@ static int run_eval(const qf_job_spec *spec, qf_job_result *out)
     qf_tokenizer_destroy(&tok);
     qf_llama_destroy(&m);
     if (err)
-        return failed(out, "eval %s on %s: %s", spec->format, spec->dataset, why);
+        return qf_job_result_fail(out, "eval %s on %s: %s", spec->format, spec->dataset, why);
     return 0;
 }
 
@@ -600,7 +585,7 @@ static int run_noop(const qf_job_spec *spec, qf_job_result *out)
     (void)spec;
     out->samples = malloc(sizeof(double));
     if (!out->samples)
-        return failed(out, "noop: out of memory for one sample");
+        return qf_job_result_fail(out, "noop: out of memory for one sample");
     double t0 = qf_time_mono();
     double t = qf_time_mono() - t0;
     out->samples[0] = t > 1e-9 ? t : 1e-9;
@@ -619,9 +604,9 @@ int qf_jobs_run(const qf_job_spec *spec, qf_job_result *out)
     out->seed = spec->seed;
     char why[QF_JOB_ERROR_MAX - 16];
     if (qf_job_spec_validate(spec, why, sizeof why) != 0)
-        return failed(out, "invalid spec: %s", why);
+        return qf_job_result_fail(out, "invalid spec: %s", why);
     const qf_job_kind *k = qf_jobs_find(spec->kind);
     if (!k) /* validated against common/job.c's list, which this table should match */
-        return failed(out, "kind: '%s' is not runnable by this agent", spec->kind);
+        return qf_job_result_fail(out, "kind: '%s' is not runnable by this agent", spec->kind);
     return k->run(spec, out);
 }

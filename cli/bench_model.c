@@ -61,7 +61,7 @@ static void print_usage(FILE *out)
           "  --threads LIST      comma-separated thread counts (default 1)\n"
           "  --reps N            timed repetitions (default 5)\n"
           "  --pp N, --tg N      prompt and generation lengths (default 512 and 128)\n"
-          "  --ggml-dir DIR      folder of libllama/libggml (default $QF_GGML_DIR or the build's)\n",
+          "  --ggml-dir DIR      folder of libllama (default $QF_GGML_DIR or the build's)\n",
           out);
 }
 

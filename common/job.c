@@ -497,6 +497,22 @@ void qf_job_result_clear(qf_job_result *r)
     memset(r, 0, sizeof *r);
 }
 
+int qf_job_result_fail(qf_job_result *r, const char *fmt, ...)
+{
+    assert(r && fmt);
+    free(r->samples);
+    r->samples = NULL;
+    r->n_samples = 0;
+    r->has_metrics = false;
+    r->has_model = false;
+    r->status = QF_JOB_FAILED;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->error, sizeof r->error, fmt, ap);
+    va_end(ap);
+    return 0;
+}
+
 /* ---- selectors ------------------------------------------------------------------------ */
 
 enum sel_key { SEL_ISA, SEL_ARCH, SEL_BACKEND, SEL_NAME, SEL_COUNT };

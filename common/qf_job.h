@@ -144,6 +144,12 @@ int qf_job_status_from_name(const char *name, qf_job_status *out);
 /* Frees the samples and zeroes the result. */
 void qf_job_result_clear(qf_job_result *r);
 
+/* Makes r a FAILED result with the formatted reason (cut at QF_JOB_ERROR_MAX): frees its
+ * samples, drops its metrics and model numbers. Returns 0 ("a result was produced"), so a job
+ * kind or framework adapter can `return qf_job_result_fail(out, ...)`. */
+int qf_job_result_fail(qf_job_result *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* What an agent offers, for selector matching (all space-separated word lists). */
 typedef struct qf_agent_caps {
     char name[64];

@@ -84,8 +84,8 @@ typedef struct out_frame {
 } out_frame;
 
 /* Held bytes beyond this are given back after the burst that needed them (a large STATUS
- * reply), so one unusual burst does not pin its size for the process's life; a burst of
- * noop JOBs and ACKs takes ~150 bytes a frame, ~300 KiB for the largest. */
+ * reply), so one unusual burst does not pin its size for the process's life; a JOB is a few
+ * hundred bytes and an ACK a few dozen, so a burst of 1,024 RESULTs' answers stays under it. */
 #define OUT_BYTES_KEEP ((size_t)1 << 20)
 
 typedef struct coord {

@@ -5,15 +5,20 @@
  *   per layer: xn = rmsnorm(x) * attn_norm
  *              q, k, v = xn Wq^T, xn Wk^T, xn Wv^T      (qf_matmul, the tensor's format)
  *              rope(q, k); k, v -> cache (f16-rounded)
- *              att = causal softmax(q k^T / sqrt(head_dim)) v, per head, grouped-query
+ *              att = causal softmax(q k^T / sqrt(head_dim)) v, per head, grouped-query,
+ *                    computed as ggml's CPU flash attention does (see attention())
  *              x += att Wo^T
  *              xn = rmsnorm(x) * ffn_norm
  *              x += (silu(xn Wg^T) * (xn Wu^T)) Wd^T
  *   logits = (rmsnorm(x) * output_norm) Wout^T
  * The conventions are llama.cpp's for its "llama" architecture: Q and K weights stored permuted
  * by the converter so that RoPE rotates adjacent pairs (x[2i], x[2i+1]) by pos * base^(-2i/n_rot)
- * (divided by rope_freqs[i] when the file has that tensor), RMSNorm's mean of squares summed in
- * double. Hot: the matrix products (kernels) and the attention loops; everything else is O(n d).
+ * (divided by rope_freqs[i] when the file has that tensor), with ggml's float angles, RMSNorm's
+ * mean of squares summed in double. Where llama.cpp rounds (the f16 KV cache, Q to f16, the f16
+ * attention accumulator) we round the same way, in the same order: a difference in one rounding
+ * of the attention or of an activation's quantization changes quantized models' logits by ~1%
+ * (docs/metrics.md), so only the same arithmetic makes the tests' comparison with llama.cpp tight.
+ * Hot: the matrix products (kernels) and the attention loops; everything else is O(n d).
  */
 #include "qf_llama.h"
 
@@ -51,9 +56,10 @@ struct qf_llama {
     uint64_t         weight_bytes, state_bytes;
     qf_pool         *pool;
     int64_t          pos;             /* positions in the cache */
+    int              kq_lanes;        /* the K.Q dot's SIMD width in ggml on this ISA (kq_dot) */
     /* state: the cache and one batch of activations (n_ctx rows at most) */
     float *k_cache, *v_cache;         /* n_layer x n_ctx x n_embd_kv */
-    float *x, *xn, *q, *k, *v, *att, *gate, *up, *scores;
+    float *x, *xn, *q, *k, *v, *att, *gate, *up, *head_tmp;   /* head_tmp: 2 x head_dim */
     void  *scratch;                   /* qf_matmul's quantized activations */
     void **owned;                     /* requantized matrices (opts.requant), n_owned of them */
     size_t n_owned;
@@ -295,7 +301,7 @@ static int alloc_state(qf_llama *m, char *why, size_t why_len)
         { &m->k_cache, (size_t)h->n_layer * n * dkv }, { &m->v_cache, (size_t)h->n_layer * n * dkv },
         { &m->x, n * d }, { &m->xn, n * d }, { &m->q, n * d }, { &m->k, n * dkv },
         { &m->v, n * dkv }, { &m->att, n * d }, { &m->gate, n * ff }, { &m->up, n * ff },
-        { &m->scores, n },
+        { &m->head_tmp, 2 * (size_t)h->head_dim },
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         *bufs[i].p = malloc(bufs[i].count * sizeof(float));
@@ -322,6 +328,11 @@ int qf_llama_load(const char *path, const qf_llama_opts *opts, qf_llama **out, c
     if (!m)
         return fail(QF_ENOMEM, why, why_len, "out of memory");
     m->opts = *opts;
+    switch (opts->force_isa ? opts->isa : qf_isa_best()) {
+    case QF_ISA_AVX512: m->kq_lanes = 16; break;
+    case QF_ISA_AVX2:   m->kq_lanes = 8; break;
+    default:            m->kq_lanes = 0; break;
+    }
     int err = qf_gguf_open(path, &m->g, why, why_len);
     if (!err)
         err = read_hparams(m, why, why_len);
@@ -345,7 +356,7 @@ void qf_llama_destroy(qf_llama **mp)
         return;
     qf_llama *m = *mp;
     float **bufs[] = { &m->k_cache, &m->v_cache, &m->x, &m->xn, &m->q, &m->k, &m->v, &m->att,
-                       &m->gate, &m->up, &m->scores };
+                       &m->gate, &m->up, &m->head_tmp };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(*bufs[i]);
     free(m->scratch);
@@ -383,22 +394,23 @@ static void rmsnorm(float *out, const float *x, const float *w, int64_t n, int64
 }
 
 /* Rotates adjacent pairs of the first n_rot values of each head of n rows at positions
- * pos0.. (llama.cpp's "normal" RoPE). */
+ * pos0.. (llama.cpp's "normal" RoPE), with ggml's angles: theta_i = pos * base^(-2/n_rot) ^ i
+ * by repeated float multiplication, cosf and sinf. */
 static void rope(const qf_llama *m, float *v, int64_t n, int64_t nheads, int64_t pos0)
 {
     const qf_llama_hparams *h = &m->hp;
+    const float theta_scale = powf(h->rope_base, -2.0f / (float)h->n_rot);
     for (int64_t t = 0; t < n; t++) {
-        const double p = (double)(pos0 + t);
         for (int64_t hd = 0; hd < nheads; hd++) {
             float *r = v + (t * nheads + hd) * h->head_dim;
+            float theta = (float)(pos0 + t);
             for (int64_t i = 0; i < h->n_rot / 2; i++) {
-                double theta = p * pow((double)h->rope_base, -2.0 * (double)i / (double)h->n_rot);
-                if (m->rope_freqs)
-                    theta /= m->rope_freqs[i];
-                const float c = (float)cos(theta), s = (float)sin(theta);
+                const float th = m->rope_freqs ? theta / m->rope_freqs[i] : theta;
+                const float c = cosf(th), s = sinf(th);
                 const float x0 = r[2 * i], x1 = r[2 * i + 1];
                 r[2 * i] = x0 * c - x1 * s;
                 r[2 * i + 1] = x0 * s + x1 * c;
+                theta *= theta_scale;
             }
         }
     }
@@ -409,7 +421,44 @@ static float f16_round(float v)
     return qf_fp16_to_fp32(qf_fp32_to_fp16(v));
 }
 
-/* Causal grouped-query attention of the n new rows (positions pos0..) against the cache. */
+/* q . k of f16 values (exact float products) summed as ggml_vec_dot_f16 sums them on the
+ * CPU variant llama.cpp loads here: four accumulators of `lanes` floats over steps of 4 x lanes,
+ * folded pairwise, then across lanes (AVX-512: halving down to one; AVX2: halving to four,
+ * then two horizontal adds); the tail, and everything when lanes is 0 (ggml's generic code),
+ * in double. Only the rounding of the score's last bit depends on this, but see attention(). */
+static float kq_dot(const float *q, const float *k, int64_t n, int lanes)
+{
+    int64_t i = 0;
+    double sum = 0;
+    if (lanes) {
+        float acc[4][16] = { { 0 } };
+        for (; i + 4 * lanes <= n; i += 4 * lanes)
+            for (int j = 0; j < 4; j++)
+                for (int l = 0; l < lanes; l++)
+                    acc[j][l] += q[i + j * lanes + l] * k[i + j * lanes + l];
+        float *a = acc[0];
+        for (int l = 0; l < lanes; l++)
+            a[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+        for (int w = lanes / 2; w >= (lanes == 8 ? 4 : 1); w /= 2)
+            for (int l = 0; l < w; l++)
+                a[l] += a[l + w];
+        sum = lanes == 8 ? (a[0] + a[1]) + (a[2] + a[3]) : a[0];
+    }
+    for (; i < n; i++)
+        sum += (double)(q[i] * k[i]);
+    return (float)sum;
+}
+
+/* Causal grouped-query attention of the n new rows (positions pos0..) against the cache, as
+ * llama.cpp's default context computes it on the CPU (flash attention, ggml's
+ * flash_attn_ext_f16 for one query row, what every single-token decode runs): Q rounded to
+ * f16; per cached position j in order, s = (q.k_j) * scale; an online softmax in float (a new
+ * maximum rescales the sum and the accumulator by expf(old - new)); the accumulator of the
+ * weighted values kept in f16, rounded after every step (acc = f16(v_j * p + acc), fused);
+ * at the end acc * (1 / sum). The f16 accumulator is the larger effect (2^-11 per step); the
+ * float summation order of the score decides single roundings, which the quantized activations
+ * after it amplify (docs/metrics.md). llama.cpp's batches of many query rows take a tiled f32
+ * path instead, so its prompt-batch logits differ from its own decode's by about as much. */
 static void attention(qf_llama *m, int64_t il, int64_t n, int64_t pos0)
 {
     const qf_llama_hparams *h = &m->hp;
@@ -417,36 +466,37 @@ static void attention(qf_llama *m, int64_t il, int64_t n, int64_t pos0)
     const float *kc = m->k_cache + il * m->opts.n_ctx * dkv;
     const float *vc = m->v_cache + il * m->opts.n_ctx * dkv;
     const float scale = 1.0f / sqrtf((float)hd);
+    float *q16 = m->head_tmp, *acc = m->head_tmp + hd;
     for (int64_t t = 0; t < n; t++) {
         const int64_t last = pos0 + t;        /* attends to positions 0..last */
         for (int64_t head = 0; head < h->n_head; head++) {
             const float *q = m->q + (t * h->n_head + head) * hd;
             const int64_t kvh = head / group;
-            float mx = -INFINITY;
-            for (int64_t j = 0; j <= last; j++) {
-                const float *k = kc + j * dkv + kvh * hd;
-                float s = 0;
-                for (int64_t i = 0; i < hd; i++)
-                    s += q[i] * k[i];
-                s *= scale;
-                m->scores[j] = s;
-                if (s > mx)
-                    mx = s;
+            for (int64_t i = 0; i < hd; i++) {
+                q16[i] = f16_round(q[i]);
+                acc[i] = 0;
             }
-            double sum = 0;
+            float sum = 0, mx = -INFINITY;
             for (int64_t j = 0; j <= last; j++) {
-                m->scores[j] = expf(m->scores[j] - mx);
-                sum += m->scores[j];
+                const float *v = vc + j * dkv + kvh * hd;
+                const float s = kq_dot(q16, kc + j * dkv + kvh * hd, hd, m->kq_lanes) * scale;
+                float ms = 1.0f, p = 1.0f;
+                if (s > mx) {
+                    ms = expf(mx - s);
+                    mx = s;
+                    for (int64_t i = 0; i < hd; i++)
+                        acc[i] = f16_round(acc[i] * ms);
+                } else {
+                    p = expf(s - mx);
+                }
+                for (int64_t i = 0; i < hd; i++)
+                    acc[i] = f16_round(fmaf(v[i], p, acc[i]));
+                sum = sum * ms + p;
             }
             float *o = m->att + (t * h->n_head + head) * hd;
+            const float inv = 1.0f / sum;
             for (int64_t i = 0; i < hd; i++)
-                o[i] = 0;
-            for (int64_t j = 0; j <= last; j++) {
-                const float a = (float)(m->scores[j] / sum);
-                const float *v = vc + j * dkv + kvh * hd;
-                for (int64_t i = 0; i < hd; i++)
-                    o[i] += a * v[i];
-            }
+                o[i] = acc[i] * inv;
         }
     }
 }

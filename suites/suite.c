@@ -946,6 +946,34 @@ static int report_duplicate(ctx *c, const draft *dr, const qf_job_spec *s, const
                  s->selector[0] ? "}" : "");
 }
 
+/* The sorted selector dev (read_devices' form) with term added in its sorted place, into out;
+ * the length it needed (>= cap: it did not fit). dev < QF_JOB_SELECTOR_MAX, term < 32 bytes. */
+static int selector_with(const char *dev, const char *term, char *out, size_t cap)
+{
+    char buf[QF_JOB_SELECTOR_MAX + 40];
+    size_t used = 0;
+    bool placed = false;
+    for (const char *p = dev;;) {
+        while (*p == ' ')
+            p++;
+        size_t wl = strcspn(p, " ");
+        int cmp = wl ? strncmp(term, p, wl) : -1;
+        if (!placed && (cmp < 0 || (cmp == 0 && strlen(term) < wl))) {
+            used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s", used ? " " : "",
+                                     term);
+            placed = true;
+        }
+        if (!wl)
+            break;
+        used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%.*s", used ? " " : "",
+                                 (int)wl, p);
+        p += wl;
+    }
+    if (used < cap)
+        memcpy(out, buf, used + 1);
+    return (int)used;
+}
+
 static int expand(ctx *c, const draft *dr, size_t n, qf_job_spec **out_jobs)
 {
     qf_job_spec *jobs = calloc(n, sizeof *jobs);
@@ -1025,8 +1053,9 @@ static int expand(ctx *c, const draft *dr, size_t n, qf_job_spec **out_jobs)
             s->threads = (uint32_t)ax[AX_THREADS].v[k.i[AX_THREADS]].a;
             s->seed = (uint64_t)ax[AX_SEEDS].v[k.i[AX_SEEDS]].a;
             const char *dev = ax[AX_DEVICES].v[k.i[AX_DEVICES]].s;
-            int w = snprintf(s->selector, sizeof s->selector, "%s%sbackend=%s", dev,
-                             dev[0] ? " " : "", fw->name);
+            char term[32];
+            snprintf(term, sizeof term, "backend=%s", fw->name);
+            int w = selector_with(dev, term, s->selector, sizeof s->selector);
             s->reps = dr->reps;
             s->warmup = dr->warmup;
             s->timeout_ms = dr->timeout_ms;

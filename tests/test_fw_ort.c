@@ -1,9 +1,11 @@
 /* test_fw_ort.c - the ONNX Runtime adapter (agent/fw_ort.c) against the real libonnxruntime.
  *
  *   - probe finds the library, reports a version no older than 1.20, and prints nothing;
- *   - MatMulNBits over our ort_int4_b32 / ort_int4_b128 rows matches our dequantize-then-
- *     multiply reference to NMSE <= 1e-6 on a few shapes, one and two threads: the layout
- *     mapping of kernels/include/qf_blocks.h is right (a wrong nibble order or scale is noise);
+ *   - MatMulNBits over our ort_int4_b32 / ort_int4_b128 rows (no zero_points input) and
+ *     ort_int4_b128_asym rows (packed zero_points, an odd block count per row too) matches our
+ *     dequantize-then-multiply reference to NMSE <= 1e-6 on a few shapes, one and two threads:
+ *     the layout mapping of kernels/include/qf_blocks.h is right (a wrong nibble order, scale
+ *     or zero point is noise: swapping B's nibbles gives NMSE 1.6);
  *   - the f32 baseline (MatMul with W^T) matches the exact product (NMSE <= 1e-10);
  *   - samples, bytes, bpw and the kernel name are filled as for our own jobs;
  *   - a format the adapter does not run, and a missing library (in a child process, whose
@@ -128,13 +130,16 @@ static void test_matmulnbits(void **state)
     (void)state;
     if (!have_ort())
         skip();
-    const char *formats[] = { "ort_int4_b32", "ort_int4_b128" };
+    const char *formats[] = { "ort_int4_b32", "ort_int4_b128", "ort_int4_b128_asym" };
     for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
         check_run(formats[i], 64, 256, 1, 1e-6);
         check_run(formats[i], 100, 1024, 1, 1e-6);
         check_run(formats[i], 33, 768, 2, 1e-6);
         check_run(formats[i], 512, 2048, 2, 1e-6);
     }
+    /* an odd number of 128-blocks per row: the last zero-point byte holds one block */
+    check_run("ort_int4_b128_asym", 40, 384, 1, 1e-6);
+    check_run("ort_int4_b128_asym", 17, 1152, 2, 1e-6);
 }
 
 static void test_unlisted_format(void **state)

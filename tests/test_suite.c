@@ -101,12 +101,41 @@ static void test_chapter04_suite(void **state)
         fail_msg("chapter04.yaml: %s: %s", qf_err_name(rc), why);
     assert_string_equal(s.name, "chapter04");
     assert_string_equal(s.baseline, "f16");
-    assert_int_equal(s.n_jobs, 16 * 2 * 2);     /* formats x ops x shapes */
+    /* formats x ops x shapes, then each framework's formats x shapes, then the model's formats */
+    assert_int_equal(s.n_jobs, 26 * 2 * 2 + (5 + 3 + 4 + 3 + 4) * 2 + 10);
     assert_all_valid(&s);
     assert_job(&s, 0, "quantize/f16/synth:student-t/4096x4096/t1/s42", "");
-    assert_job(&s, 63, "matvec/int4_g128/synth:student-t/4096x14336/t1/s42", "");
+    assert_job(&s, 103, "matvec/qnn_w4_block/synth:student-t/4096x14336/t1/s42", "");
+    assert_job(&s, 104, "framework:llamacpp/f16/synth:student-t/4096x4096/t1/s42",
+               "backend=llamacpp");
+    assert_job(&s, 141, "framework:qnn/qnn_w4_block/synth:student-t/4096x14336/t1/s42",
+               "backend=qnn");
+    assert_job(&s, 142, "eval/f16/manifest:tinyllama-1.1b-f16@manifest:wikitext-2-test/512x8/t1/s42",
+               "");
     for (size_t i = 0; i < s.n_jobs; i++)
-        assert_int_equal(s.jobs[i].reps, 10);
+        assert_int_equal(s.jobs[i].reps, i < 142 ? 10 : 3);
+    qf_suite_free(&s);
+}
+
+/* frameworks: and models: expand next to the main product, with the device selectors. */
+static void test_frameworks_models(void **state)
+{
+    (void)state;
+    qf_suite s;
+    parse_ok(BASE "devices: [{isa: avx2}, {}]\n"
+             "frameworks: {ort: [f32, ort_int4_b32], llamacpp: [q4_0]}\n"
+             "models:\n  - {model: manifest:m, text: text:alice, formats: [q4_0, q8_0], ctx: 64,"
+             " chunks: 2, repetitions: 4}\n", &s);
+    assert_int_equal(s.n_jobs, 2 + 3 * 2 + 2 * 2);
+    assert_all_valid(&s);
+    assert_job(&s, 2, "framework:ort/f32/synth:gaussian/32x64/t1/s42", "backend=ort isa=avx2");
+    assert_job(&s, 3, "framework:ort/f32/synth:gaussian/32x64/t1/s42", "backend=ort");
+    assert_job(&s, 7, "framework:llamacpp/q4_0/synth:gaussian/32x64/t1/s42", "backend=llamacpp");
+    assert_job(&s, 8, "eval/q4_0/manifest:m@text:alice/64x2/t1/s42", "isa=avx2");
+    assert_job(&s, 11, "eval/q8_0/manifest:m@text:alice/64x2/t1/s42", "");
+    assert_string_equal(s.jobs[2].kind, "framework");
+    assert_int_equal(s.jobs[11].reps, 4);
+    assert_int_equal(s.jobs[11].warmup, 0);
     qf_suite_free(&s);
 }
 
@@ -285,6 +314,16 @@ static const struct bad_case {
     { "bad UTF-8", "name: t\ndescription: \xff\n", QF_EPARSE, "t.yaml:2:14: ", "invalid YAML" },
     { "unknown key", BASE "formts: [q8_0]\n", QF_EINVAL, "t.yaml:6:1: ",
       "unknown key 'formts' (did you mean 'formats'?)" },
+    { "unknown framework", BASE "frameworks: {onnx: [f32]}\n", QF_EINVAL, "t.yaml:6:14: ",
+      "unknown framework 'onnx'" },
+    { "framework format", BASE "frameworks: {ort: [q9_0]}\n", QF_EINVAL, "t.yaml:6:20: ",
+      "unknown format 'q9_0'" },
+    { "model without text", BASE "models: [{model: manifest:m, formats: [q4_0]}]\n", QF_EINVAL,
+      "t.yaml:6:10: ", "each needs model, text and formats" },
+    { "model bad text", BASE "models: [{model: manifest:m, text: 'text:a b', formats: [q4_0]}]\n",
+      QF_EINVAL, "t.yaml:6:10: ", "text:NAME" },
+    { "model ctx", BASE "models: [{model: manifest:m, text: text:a, formats: [q4_0], ctx: 8}]\n",
+      QF_EINVAL, "t.yaml:6:66: ", "models: ctx" },
     { "key twice", BASE "ops: [matvec]\n", QF_EINVAL, "t.yaml:6:1: ",
       "key 'ops' given twice (first at 4:1)" },
     { "wrong type: word", BASE "repetitions: five\n", QF_EINVAL, "t.yaml:6:14: ",
@@ -512,6 +551,7 @@ int main(void)
         cmocka_unit_test(test_noop_ignores_formats),
         cmocka_unit_test(test_formats_all),
         cmocka_unit_test(test_timeouts_and_selectors),
+        cmocka_unit_test(test_frameworks_models),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_too_big),
         cmocka_unit_test(test_load_files),
