@@ -65,15 +65,6 @@ bool qf_framework_runs(const qf_framework *fw, const char *format)
     return false;
 }
 
-__attribute__((format(printf, 3, 4)))
-static void setwhy(char *why, size_t why_len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, why_len, fmt, ap);
-    va_end(ap);
-}
-
 int qf_framework_inputs(const qf_job_spec *spec, float **weights, float **x,
                         char *why, size_t why_len)
 {
@@ -87,14 +78,14 @@ int qf_framework_inputs(const qf_job_spec *spec, float **weights, float **x,
     if (!*x) {
         free(*weights);
         *weights = NULL;
-        setwhy(why, why_len, "out of memory for %" PRId64 " activations", spec->cols);
+        qf_whyf(0, why, why_len, "out of memory for %" PRId64 " activations", spec->cols);
         return QF_ENOMEM;
     }
     if ((err = qf_measure_activations(spec->seed, 1, spec->cols, *x)) != 0) {
         free(*weights);
         free(*x);
         *weights = *x = NULL;
-        setwhy(why, why_len, "generating the activations: %s", qf_strerror(err));
+        qf_whyf(0, why, why_len, "generating the activations: %s", qf_strerror(err));
         return err;
     }
     return 0;
@@ -106,12 +97,12 @@ int qf_framework_reference(const qf_job_spec *spec, const void *wq, const float 
     assert(spec && wq && x && y);
     qf_format fmt;
     if (qf_format_from_name(spec->format, &fmt) != 0) {
-        setwhy(why, why_len, "format: unknown format '%s'", spec->format);
+        qf_whyf(0, why, why_len, "format: unknown format '%s'", spec->format);
         return QF_EFORMAT;
     }
     float *row = malloc((size_t)spec->cols * sizeof *row);
     if (!row) {
-        setwhy(why, why_len, "out of memory for a row of %" PRId64, spec->cols);
+        qf_whyf(0, why, why_len, "out of memory for a row of %" PRId64, spec->cols);
         return QF_ENOMEM;
     }
     size_t rs = qf_format_row_size(fmt, spec->cols);
@@ -119,7 +110,7 @@ int qf_framework_reference(const qf_job_spec *spec, const void *wq, const float 
         int err = qf_dequantize(fmt, (const uint8_t *)wq + (size_t)r * rs, row, 1, spec->cols);
         if (err) {
             free(row);
-            setwhy(why, why_len, "decoding row %" PRId64 " of %s: %s", r, spec->format,
+            qf_whyf(0, why, why_len, "decoding row %" PRId64 " of %s: %s", r, spec->format,
                    qf_strerror(err));
             return err;
         }

@@ -188,9 +188,7 @@ static int model_path(const qf_job_spec *spec, char *path, size_t path_len, char
     if (m.kind != QF_MANIFEST_MODEL || m.format != QF_MANIFEST_FMT_GGUF)
         return 0;
     qf_fetch_opts o;
-    qf_fetch_opts_default(&o);
-    o.progress = 0;
-    o.quiet = true;
+    qf_fetch_opts_quiet(&o);
     qf_fetch_result fr;
     if ((err = qf_fetch(&m, &o, &fr, why, why_len)) != 0)
         return err;

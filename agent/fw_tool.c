@@ -369,9 +369,7 @@ int qf_fw_model_resolve(const qf_job_spec *spec, qf_fw_model *model, char *why, 
         return qf_fw_why(why, why_len, QF_EINVAL, NULL, "dataset %s: a %s dataset is no model file",
                        spec->dataset, qf_manifest_kind_name(m.kind));
     qf_fetch_opts o;
-    qf_fetch_opts_default(&o);
-    o.progress = 0;
-    o.quiet = true;
+    qf_fetch_opts_quiet(&o);
     qf_fetch_result fr;
     char fwhy[512];
     if ((err = qf_fetch(&m, &o, &fr, fwhy, sizeof fwhy)) != 0)

@@ -137,16 +137,6 @@ static int sha256_hex(const float *x, int64_t n, char hex[65])
 
 /* ---- datasets ----------------------------------------------------------------------------- */
 
-/* A reason into why; vsnprintf, as messages are meant to be cut at the buffer's end. */
-__attribute__((format(printf, 3, 4)))
-static void setwhy(char *why, size_t why_len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, why_len, fmt, ap);
-    va_end(ap);
-}
-
 /* The generator behind a validated "synth:<dist>" name (or a synthetic manifest's). */
 static qf_synth_dist synth_dist(const char *generator)
 {
@@ -176,7 +166,7 @@ static int tensor_load(const qf_manifest *m, const char *path, const char *name,
     if (m->format == QF_MANIFEST_FMT_GGUF) {
         char gwhy[QF_JOB_ERROR_MAX];
         if ((err = qf_gguf_open(path, &g, gwhy, sizeof gwhy)) != 0) {
-            setwhy(why, why_len, "%s", gwhy);
+            qf_whyf(0, why, why_len, "%s", gwhy);
             return err;
         }
         if ((gt = qf_gguf_find_tensor(g, name)) != NULL) {
@@ -186,7 +176,7 @@ static int tensor_load(const qf_manifest *m, const char *path, const char *name,
         }
     } else {
         if ((err = qf_safetensors_open(path, &st)) != 0) {   /* it prints its own reason */
-            setwhy(why, why_len, "%s: not a valid safetensors file", path);
+            qf_whyf(0, why, why_len, "%s: not a valid safetensors file", path);
             return err;
         }
         if ((sst = qf_safetensors_find(st, name)) != NULL) {
@@ -196,19 +186,19 @@ static int tensor_load(const qf_manifest *m, const char *path, const char *name,
         }
     }
     if (nd == 0) {
-        setwhy(why, why_len, "manifest %s: no tensor '%s' in %s", m->name, name, path);
+        qf_whyf(0, why, why_len, "manifest %s: no tensor '%s' in %s", m->name, name, path);
         err = QF_ENOENT;
     } else if (nd != 2) {
-        setwhy(why, why_len, "manifest %s: tensor '%s' has %d dimensions, not a 2-D weight "
+        qf_whyf(0, why, why_len, "manifest %s: tensor '%s' has %d dimensions, not a 2-D weight "
                  "matrix", m->name, name, nd);
         err = QF_ESHAPE;
     } else if (rows != spec->rows || cols != spec->cols) {
-        setwhy(why, why_len, "manifest %s: tensor '%s' is %" PRId64 "x%" PRId64 ", the job's "
+        qf_whyf(0, why, why_len, "manifest %s: tensor '%s' is %" PRId64 "x%" PRId64 ", the job's "
                  "shape is %" PRId64 "x%" PRId64, m->name, name, rows, cols, spec->rows,
                  spec->cols);
         err = QF_ESHAPE;
     } else if (!(buf = malloc((size_t)(rows * cols) * sizeof *buf))) {
-        setwhy(why, why_len, "manifest %s: no memory for tensor '%s'", m->name, name);
+        qf_whyf(0, why, why_len, "manifest %s: no memory for tensor '%s'", m->name, name);
         err = QF_ENOMEM;
     } else if (gt) {
         if (gt->format < 0)
@@ -216,10 +206,10 @@ static int tensor_load(const qf_manifest *m, const char *path, const char *name,
         else
             err = qf_dequantize((qf_format)gt->format, gt->data, buf, rows, cols);
         if (err)
-            setwhy(why, why_len, "manifest %s: tensor '%s' is of a GGUF type quantfleet "
+            qf_whyf(0, why, why_len, "manifest %s: tensor '%s' is of a GGUF type quantfleet "
                      "cannot decode", m->name, name);
     } else if ((err = qf_safetensors_to_float(sst, buf)) != 0) {
-        setwhy(why, why_len, "manifest %s: tensor '%s': its dtype cannot be read as floats",
+        qf_whyf(0, why, why_len, "manifest %s: tensor '%s': its dtype cannot be read as floats",
                  m->name, name);
     }
     qf_gguf_close(&g);
@@ -253,13 +243,13 @@ static int resolve_dataset(const qf_job_spec *spec, qf_synth_dist *dist, float *
     qf_manifest m;
     char mwhy[1024];
     if ((err = qf_manifest_find(qf_manifest_default_dir(), name, &m, mwhy, sizeof mwhy))) {
-        setwhy(why, why_len, "dataset %s: %s", spec->dataset, mwhy);
+        qf_whyf(0, why, why_len, "dataset %s: %s", spec->dataset, mwhy);
         return err;
     }
     switch (m.kind) {
     case QF_MANIFEST_SYNTHETIC:
         if (tensor[0]) {
-            setwhy(why, why_len, "dataset %s: a synthetic dataset has no tensor '%s'",
+            qf_whyf(0, why, why_len, "dataset %s: a synthetic dataset has no tensor '%s'",
                      spec->dataset, tensor);
             return QF_EINVAL;
         }
@@ -267,7 +257,7 @@ static int resolve_dataset(const qf_job_spec *spec, qf_synth_dist *dist, float *
         return 0;
     case QF_MANIFEST_TEXT:
     case QF_MANIFEST_CALIBRATION:
-        setwhy(why, why_len, "dataset %s: a %s dataset holds no weight matrix for %s",
+        qf_whyf(0, why, why_len, "dataset %s: a %s dataset holds no weight matrix for %s",
                  spec->dataset, qf_manifest_kind_name(m.kind), spec->kind);
         return QF_EINVAL;
     case QF_MANIFEST_TENSOR:
@@ -276,24 +266,22 @@ static int resolve_dataset(const qf_job_spec *spec, qf_synth_dist *dist, float *
     }
     const char *tname = tensor[0] ? tensor : m.tensor;
     if (!tname[0]) {
-        setwhy(why, why_len, "dataset %s: name the tensor to measure, as "
+        qf_whyf(0, why, why_len, "dataset %s: name the tensor to measure, as "
                  "manifest:%s/TENSOR (the manifest has no default `tensor:`)", spec->dataset,
                  m.name);
         return QF_EINVAL;
     }
     qf_fetch_opts o;
-    qf_fetch_opts_default(&o);
-    o.progress = 0;
-    o.quiet = true;
+    qf_fetch_opts_quiet(&o);
     qf_fetch_result fr;
     char fwhy[1024];
     if ((err = qf_fetch(&m, &o, &fr, fwhy, sizeof fwhy)) != 0) {
-        setwhy(why, why_len, "%s", fwhy);
+        qf_whyf(0, why, why_len, "%s", fwhy);
         return err;
     }
     char swhy[512];
     if ((err = tensor_load(&m, fr.path, tname, spec, weights, swhy, sizeof swhy)) != 0) {
-        setwhy(why, why_len, "%s", swhy);
+        qf_whyf(0, why, why_len, "%s", swhy);
         return err;
     }
     return 0;
@@ -308,14 +296,14 @@ int qf_jobs_weights(const qf_job_spec *spec, float **weights, char *why, size_t 
         return err;
     float *w = malloc((size_t)(spec->rows * spec->cols) * sizeof *w);
     if (!w) {
-        setwhy(why, why_len, "out of memory for %" PRId64 "x%" PRId64 " weights", spec->rows,
+        qf_whyf(0, why, why_len, "out of memory for %" PRId64 "x%" PRId64 " weights", spec->rows,
                spec->cols);
         return QF_ENOMEM;
     }
     qf_synth_params wp = qf_synth_defaults(dist, spec->seed);
     if ((err = qf_synth_fill(&wp, w, spec->rows, spec->cols)) != 0) {
         free(w);
-        setwhy(why, why_len, "generating the %s weights: %s", qf_synth_dist_name(dist),
+        qf_whyf(0, why, why_len, "generating the %s weights: %s", qf_synth_dist_name(dist),
                qf_strerror(err));
         return err;
     }
@@ -424,7 +412,7 @@ static int manifest_file(const char *ref, qf_manifest_kind want, char path[QF_FE
     qf_manifest m;
     int err = qf_manifest_ref_parse(ref, name, tensor, why, why_len);
     if (!err && (err = qf_manifest_find(qf_manifest_default_dir(), name, &m, mwhy, sizeof mwhy)))
-        setwhy(why, why_len, "%s: %s", ref, mwhy);
+        qf_whyf(0, why, why_len, "%s: %s", ref, mwhy);
     if (err)
         return err;
     /* a model is any GGUF checkpoint: a "tensor" manifest of one (kept for tensor benchmarks)
@@ -434,19 +422,17 @@ static int manifest_file(const char *ref, qf_manifest_kind want, char path[QF_FE
                         m.format == QF_MANIFEST_FMT_GGUF
                   : m.kind == want;
     if (!ok) {
-        setwhy(why, why_len, "%s: a %s manifest%s, not a %s", ref, qf_manifest_kind_name(m.kind),
+        qf_whyf(0, why, why_len, "%s: a %s manifest%s, not a %s", ref, qf_manifest_kind_name(m.kind),
                m.format == QF_MANIFEST_FMT_SAFETENSORS ? " (safetensors)" : "",
                want == QF_MANIFEST_MODEL ? "GGUF model (qfleet quantize converts checkpoints)"
                                          : qf_manifest_kind_name(want));
         return QF_EINVAL;
     }
     qf_fetch_opts o;
-    qf_fetch_opts_default(&o);
-    o.progress = 0;
-    o.quiet = true;
+    qf_fetch_opts_quiet(&o);
     qf_fetch_result fr;
     if ((err = qf_fetch(&m, &o, &fr, mwhy, sizeof mwhy)) != 0) {
-        setwhy(why, why_len, "%s", mwhy);
+        qf_whyf(0, why, why_len, "%s", mwhy);
         return err;
     }
     snprintf(path, QF_FETCH_PATH_MAX, "%s", fr.path);
@@ -458,7 +444,7 @@ static int read_text(const char *path, char **out, size_t *len, char *why, size_
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        setwhy(why, why_len, "cannot open the text %s", path);
+        qf_whyf(0, why, why_len, "cannot open the text %s", path);
         return QF_ENOENT;
     }
     size_t cap = 1 << 16, n = 0;
@@ -481,7 +467,7 @@ static int read_text(const char *path, char **out, size_t *len, char *why, size_
     fclose(f);
     if (!buf || bad) {
         free(buf);
-        setwhy(why, why_len, "%s: %s", path, bad ? "read error" : "out of memory (over 1 GiB?)");
+        qf_whyf(0, why, why_len, "%s: %s", path, bad ? "read error" : "out of memory (over 1 GiB?)");
         return bad ? QF_EIO : QF_ENOMEM;
     }
     buf[n] = '\0';
@@ -536,7 +522,7 @@ static int run_eval(const qf_job_spec *spec, qf_job_result *out)
     if (!err)
         err = read_text(text_path, &text, &len, why, sizeof why);
     if (!err && (err = qf_tokenizer_encode(tok, text, len, false, &ids, &n)) != 0)
-        setwhy(why, sizeof why, "tokenizing %s: %s", text_path, qf_strerror(err));
+        qf_whyf(0, why, sizeof why, "tokenizing %s: %s", text_path, qf_strerror(err));
     if (!err) {
         qf_eval_opts eo = { .n_ctx = spec->rows, .chunks = spec->cols,
                             .add_bos = qf_tokenizer_adds_bos(tok), .bos = qf_tokenizer_bos(tok) };
@@ -547,7 +533,7 @@ static int run_eval(const qf_job_spec *spec, qf_job_result *out)
     out->samples = calloc(spec->reps, sizeof *out->samples);
     if (!err && (!pp || !out->samples)) {
         err = QF_ENOMEM;
-        setwhy(why, sizeof why, "out of memory for %u samples", spec->reps);
+        qf_whyf(0, why, sizeof why, "out of memory for %u samples", spec->reps);
     }
     for (uint32_t i = 0; !err && i < spec->reps; i++) {
         double tg = 0;

@@ -169,18 +169,6 @@ bool qf_measure_backend_supports(qf_measure_backend b, qf_format fmt, qf_bench_o
     return false;
 }
 
-__attribute__((format(printf, 4, 5)))
-static int fail(int err, char *why, size_t why_len, const char *fmt, ...)
-{
-    if (why && why_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, why_len, fmt, ap);
-        va_end(ap);
-    }
-    return err;
-}
-
 void qf_measure_format_bytes(char *buf, size_t size, uint64_t bytes)
 {
     static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
@@ -207,26 +195,26 @@ int qf_measure_check(const qf_measure_spec *spec, qf_format fmt, char *why, size
     check_spec(spec);
     const qf_format_traits *t = qf_format_get(fmt);
     if ((spec->op == QF_OP_MATVEC || spec->op == QF_OP_MATMUL) && !t->vec_dot_ref)
-        return fail(QF_EUNSUP, why, why_len, "format %s is activation-only and has no %s",
+        return qf_whyf(QF_EUNSUP, why, why_len, "format %s is activation-only and has no %s",
                     t->name, qf_measure_op_name(spec->op));
     if (spec->op == QF_OP_MATMUL && (spec->batch < 0 || spec->batch > MAX_BATCH))
-        return fail(QF_ERANGE, why, why_len, "a matmul batch of %" PRId64 " activation rows "
+        return qf_whyf(QF_ERANGE, why, why_len, "a matmul batch of %" PRId64 " activation rows "
                     "(1..%d)", spec->batch, MAX_BATCH);
     if (!qf_measure_backend_built(spec->backend))
-        return fail(QF_EUNSUP, why, why_len, "this build has no %s backend",
+        return qf_whyf(QF_EUNSUP, why, why_len, "this build has no %s backend",
                     qf_measure_backend_name(spec->backend));
     if (spec->backend != QF_BACKEND_REF && spec->op == QF_OP_QUANTIZE)
-        return fail(QF_EUNSUP, why, why_len, "the %s backend times dequantize and matvec only",
+        return qf_whyf(QF_EUNSUP, why, why_len, "the %s backend times dequantize and matvec only",
                     qf_measure_backend_name(spec->backend));
     if (!qf_measure_backend_supports(spec->backend, fmt, spec->op))
-        return fail(QF_EUNSUP, why, why_len, "the %s backend has no %s for format %s",
+        return qf_whyf(QF_EUNSUP, why, why_len, "the %s backend has no %s for format %s",
                     qf_measure_backend_name(spec->backend), qf_measure_op_name(spec->op),
                     t->name);
     if (spec->force_isa && !qf_isa_host_supports(spec->isa))
-        return fail(QF_EUNSUP, why, why_len, "this host cannot run the %s kernels (CPU "
+        return qf_whyf(QF_EUNSUP, why, why_len, "this host cannot run the %s kernels (CPU "
                     "features: %s)", qf_isa_name(spec->isa), qf_isa_host_features());
     if (qf_format_check_cols(fmt, spec->cols) != 0)
-        return fail(QF_ESHAPE, why, why_len, "format %s cannot hold rows of %" PRId64
+        return qf_whyf(QF_ESHAPE, why, why_len, "format %s cannot hold rows of %" PRId64
                     " weights (not a multiple of its block)", t->name, spec->cols);
     return 0;
 }
@@ -280,7 +268,7 @@ static void *alloc_or_fail(size_t bytes, const char *what, int *err, char *why, 
     if (!p) {
         char s[32];
         qf_measure_format_bytes(s, sizeof s, bytes);
-        *err = fail(QF_ENOMEM, why, why_len, "out of memory allocating %s for %s", s, what);
+        *err = qf_whyf(QF_ENOMEM, why, why_len, "out of memory allocating %s for %s", s, what);
     }
     return p;
 }
@@ -314,11 +302,11 @@ static int generate(qf_measure *m, char *why, size_t why_len)
         qf_synth_params wp = qf_synth_defaults(s->dist, s->seed);
         err = qf_synth_fill(&wp, m->x, s->rows, s->cols);
         if (err)
-            return fail(err, why, why_len, "generating the %s weights: %s",
+            return qf_whyf(err, why, why_len, "generating the %s weights: %s",
                         qf_synth_dist_name(s->dist), qf_strerror(err));
     }
     if ((err = qf_measure_activations(s->seed, act_rows(s), s->cols, m->act)) != 0)
-        return fail(err, why, why_len, "generating the activations: %s", qf_strerror(err));
+        return qf_whyf(err, why, why_len, "generating the activations: %s", qf_strerror(err));
     return 0;
 }
 
@@ -339,7 +327,7 @@ int qf_measure_activations(uint64_t seed, int64_t n, int64_t cols, float *x)
 
 static int cuda_fail(int err, char *why, size_t why_len, const char *what)
 {
-    return fail(err, why, why_len, "cuda: %s: %s", what, qf_cuda_last_error());
+    return qf_whyf(err, why, why_len, "cuda: %s: %s", what, qf_cuda_last_error());
 }
 
 /* Finds the device, describes it, and measures its copy bandwidth once. */
@@ -457,7 +445,7 @@ static int cuda_check(qf_measure *m, qf_format fmt, const cuda_run *r, double *n
     size_t n = r->out_bytes / sizeof(float);
     float *got = malloc(r->out_bytes);
     if (!got)
-        return fail(QF_ENOMEM, why, why_len, "out of memory for the device's output");
+        return qf_whyf(QF_ENOMEM, why, why_len, "out of memory for the device's output");
     if ((err = qf_cuda_download(got, r->out, r->out_bytes)) != 0) {
         free(got);
         return cuda_fail(err, why, why_len, "downloading the output");
@@ -479,7 +467,7 @@ static int cuda_check(qf_measure *m, qf_format fmt, const cuda_run *r, double *n
     } else if (s->op == QF_OP_MATVEC) {
         if ((err = qf_matvec_ref(fmt, m->q, m->act, m->out, s->rows, s->cols)) != 0) {
             free(got);
-            return fail(err, why, why_len, "the reference matvec failed");
+            return qf_whyf(err, why, why_len, "the reference matvec failed");
         }
         ref = m->out;
     }
@@ -533,14 +521,14 @@ static int run_cuda(qf_measure *m, qf_format fmt, double *samples, qf_measure_ou
 static int cuda_setup(qf_measure *m, char *why, size_t why_len)
 {
     (void)m;
-    return fail(QF_EUNSUP, why, why_len, "this build has no cuda backend");
+    return qf_whyf(QF_EUNSUP, why, why_len, "this build has no cuda backend");
 }
 
 static int run_cuda(qf_measure *m, qf_format fmt, double *samples, qf_measure_out *out,
                     char *why, size_t why_len)
 {
     (void)m, (void)fmt, (void)samples, (void)out;
-    return fail(QF_EUNSUP, why, why_len, "this build has no cuda backend");
+    return qf_whyf(QF_EUNSUP, why, why_len, "this build has no cuda backend");
 }
 #endif
 
@@ -559,7 +547,7 @@ static int run_cuda(qf_measure *m, qf_format fmt, double *samples, qf_measure_ou
 
 static int opencl_fail(int err, char *why, size_t why_len, const char *what)
 {
-    return fail(err, why, why_len, "%s: %s", what, qf_opencl_last_error());
+    return qf_whyf(err, why, why_len, "%s: %s", what, qf_opencl_last_error());
 }
 
 /* The median seconds of reps copies of bytes between two device buffers, after two warm-up
@@ -689,7 +677,7 @@ static int opencl_check(qf_measure *m, qf_format fmt, const opencl_run *r, doubl
         err = opencl_pass(m, r, 0, NULL);
     float *got = err ? NULL : malloc(bytes);
     if (!err && !got)
-        return fail(QF_ENOMEM, why, why_len, "out of memory for the device's output");
+        return qf_whyf(QF_ENOMEM, why, why_len, "out of memory for the device's output");
     if (!err)
         err = qf_opencl_download(got, r->out, bytes);
     if (err) {
@@ -735,14 +723,14 @@ static int run_opencl(qf_measure *m, qf_format fmt, double *samples, qf_measure_
 static int opencl_setup(qf_measure *m, char *why, size_t why_len)
 {
     (void)m;
-    return fail(QF_EUNSUP, why, why_len, "this build has no opencl backend");
+    return qf_whyf(QF_EUNSUP, why, why_len, "this build has no opencl backend");
 }
 
 static int run_opencl(qf_measure *m, qf_format fmt, double *samples, qf_measure_out *out,
                       char *why, size_t why_len)
 {
     (void)m, (void)fmt, (void)samples, (void)out;
-    return fail(QF_EUNSUP, why, why_len, "this build has no opencl backend");
+    return qf_whyf(QF_EUNSUP, why, why_len, "this build has no opencl backend");
 }
 #endif
 
@@ -759,7 +747,7 @@ int qf_measure_new(const qf_measure_spec *spec, const qf_format *fmts, int nfmts
     }
     qf_measure *m = calloc(1, sizeof *m);
     if (!m)
-        return fail(QF_ENOMEM, why, why_len, "out of memory");
+        return qf_whyf(QF_ENOMEM, why, why_len, "out of memory");
     m->spec = *spec;
     row_sizes(spec, fmts, nfmts, &m->max_row_size, &m->max_act_size);
 
@@ -877,7 +865,7 @@ static int run_pass(const pass *p, int nthreads, const worker *workers, pthread_
         for (int i = 1; i < started; i++)
             pthread_join(tids[i], NULL);
         if (rc != 0)
-            return fail(QF_ENOMEM, why, why_len, "cannot start thread %d of %d: %s",
+            return qf_whyf(QF_ENOMEM, why, why_len, "cannot start thread %d of %d: %s",
                         started + 1, nthreads, strerror(rc));
     }
     double t = now_s() - t0;
@@ -912,7 +900,7 @@ static int run_matmul(qf_measure *m, const qf_kernel_set *ks, double *samples, c
     qf_pool *pool = NULL;
     int err = qf_pool_new(s->threads, true, &pool);
     if (err)
-        return fail(err, why, why_len, "cannot start %d threads", s->threads);
+        return qf_whyf(err, why, why_len, "cannot start %d threads", s->threads);
     const int64_t n = act_rows(s);
     assert(qf_matmul_scratch_bytes(ks, n, s->cols) <= (size_t)n * m->max_act_size);
     for (uint32_t i = 0; i < s->warmup + s->reps; i++) {
@@ -959,7 +947,7 @@ int qf_measure_run(qf_measure *m, qf_format fmt, qf_measure_out *out, char *why,
 
     double *samples = malloc(sizeof(double) * s->reps);
     if (!samples)
-        return fail(QF_ENOMEM, why, why_len, "out of memory for %" PRIu32 " samples", s->reps);
+        return qf_whyf(QF_ENOMEM, why, why_len, "out of memory for %" PRIu32 " samples", s->reps);
     out->fmt = fmt;
     qf_kernel_set ks;
     out->kernel = select_kernels(s, fmt, &p, &ks);

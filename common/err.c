@@ -35,3 +35,14 @@ int qf_errorf(int err, const char *fmt, ...)
     fputc('\n', stderr);
     return err;
 }
+
+int qf_whyf(int err, char *why, size_t why_len, const char *fmt, ...)
+{
+    if (why && why_len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, why_len, fmt, ap);
+        va_end(ap);
+    }
+    return err;
+}

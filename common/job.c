@@ -53,29 +53,15 @@ static const char *const k_frameworks[] = { "ort", "llamacpp", "openvino", "mlx"
 
 #define SYNTH_PREFIX "synth:"
 
-static int failf(int err, char *why, size_t why_len, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int failf(int err, char *why, size_t why_len, const char *fmt, ...)
-{
-    if (why && why_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, why_len, fmt, ap);
-        va_end(ap);
-    }
-    return err;
-}
-
 /* 0 if s[0..cap) holds a NUL and everything before it is printable ASCII. */
 static int check_text(const char *field, const char *s, size_t cap, char *why, size_t why_len)
 {
     const char *nul = memchr(s, '\0', cap);
     if (!nul)
-        return failf(QF_EINVAL, why, why_len, "%s: not terminated within %zu bytes", field, cap);
+        return qf_whyf(QF_EINVAL, why, why_len, "%s: not terminated within %zu bytes", field, cap);
     for (const char *p = s; p < nul; p++) {
         if (*p < 0x20 || *p > 0x7e)
-            return failf(QF_EINVAL, why, why_len, "%s: byte 0x%02x at offset %td is not "
+            return qf_whyf(QF_EINVAL, why, why_len, "%s: byte 0x%02x at offset %td is not "
                          "printable ASCII", field, (unsigned char)*p, p - s);
     }
     return 0;
@@ -119,9 +105,9 @@ static int check_dataset(const char *name, char *why, size_t why_len)
         char mwhy[QF_JOB_ERROR_MAX];
         if (qf_manifest_ref_parse(name, NULL, NULL, mwhy, sizeof mwhy) == 0)
             return 0;
-        return failf(QF_EINVAL, why, why_len, "dataset: %s", mwhy);
+        return qf_whyf(QF_EINVAL, why, why_len, "dataset: %s", mwhy);
     }
-    return failf(QF_EINVAL, why, why_len, "dataset: unknown dataset '%s' (expected "
+    return qf_whyf(QF_EINVAL, why, why_len, "dataset: unknown dataset '%s' (expected "
                  "synth:gaussian, synth:laplace, synth:student-t or manifest:NAME[/TENSOR])",
                  name);
 }
@@ -150,11 +136,11 @@ static int check_eval_dataset(const char *name, char *why, size_t why_len)
 {
     char model[QF_JOB_DATASET_MAX], text[QF_JOB_DATASET_MAX], mwhy[QF_JOB_ERROR_MAX];
     if (qf_job_eval_dataset(name, model, sizeof model, text, sizeof text) != 0)
-        return failf(QF_EINVAL, why, why_len, "dataset: an eval job's dataset is MODEL@TEXT, "
+        return qf_whyf(QF_EINVAL, why, why_len, "dataset: an eval job's dataset is MODEL@TEXT, "
                      "like manifest:smollm2-135m-f16@text:alice-chapter1-opening, not '%s'",
                      name);
     if (qf_manifest_ref_parse(model, NULL, NULL, mwhy, sizeof mwhy) != 0)
-        return failf(QF_EINVAL, why, why_len, "dataset: the model: %s", mwhy);
+        return qf_whyf(QF_EINVAL, why, why_len, "dataset: the model: %s", mwhy);
     if (strncmp(text, QF_JOB_TEXT_PREFIX, strlen(QF_JOB_TEXT_PREFIX)) == 0) {
         const char *t = text + strlen(QF_JOB_TEXT_PREFIX);
         bool ok = *t && *t != '.';
@@ -162,12 +148,12 @@ static int check_eval_dataset(const char *name, char *why, size_t why_len)
             ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
                  (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.';
         if (!ok)
-            return failf(QF_EINVAL, why, why_len, "dataset: the text '%s' must be text:NAME "
+            return qf_whyf(QF_EINVAL, why, why_len, "dataset: the text '%s' must be text:NAME "
                          "with NAME of letters, digits, '-', '_', '.'", text);
         return 0;
     }
     if (qf_manifest_ref_parse(text, NULL, NULL, mwhy, sizeof mwhy) != 0)
-        return failf(QF_EINVAL, why, why_len, "dataset: the text: %s", mwhy);
+        return qf_whyf(QF_EINVAL, why, why_len, "dataset: the text: %s", mwhy);
     return 0;
 }
 
@@ -175,7 +161,7 @@ static int check_range(const char *field, int64_t v, int64_t lo, int64_t hi, cha
                        size_t why_len)
 {
     if (v < lo || v > hi)
-        return failf(QF_EINVAL, why, why_len, "%s: %" PRId64 " is not in [%" PRId64 ", %" PRId64
+        return qf_whyf(QF_EINVAL, why, why_len, "%s: %" PRId64 " is not in [%" PRId64 ", %" PRId64
                      "]", field, v, lo, hi);
     return 0;
 }
@@ -192,33 +178,33 @@ int qf_job_spec_validate(const qf_job_spec *s, char *why, size_t why_len)
 
     int k = find_kind(s->kind);
     if (k < 0)
-        return failf(QF_EINVAL, why, why_len, "kind: unknown job kind '%s' (expected quantize, "
+        return qf_whyf(QF_EINVAL, why, why_len, "kind: unknown job kind '%s' (expected quantize, "
                      "dequantize, matvec, framework, eval or noop)", s->kind);
 
     if ((err = check_range("rows", s->rows, 1, QF_JOB_MAX_DIM, why, why_len)) ||
         (err = check_range("cols", s->cols, 1, QF_JOB_MAX_DIM, why, why_len)))
         return err;
     if (s->rows * s->cols > QF_JOB_MAX_ELEMS) /* both <= 2^20: no overflow */
-        return failf(QF_EINVAL, why, why_len, "rows x cols: %" PRId64 " x %" PRId64 " is over "
+        return qf_whyf(QF_EINVAL, why, why_len, "rows x cols: %" PRId64 " x %" PRId64 " is over "
                      "%" PRId64 " elements", s->rows, s->cols, QF_JOB_MAX_ELEMS);
 
     if (s->format[0] || k_kinds[k].needs_format) {
         qf_format fmt;
         if (qf_format_from_name(s->format, &fmt) != 0)
-            return failf(QF_EINVAL, why, why_len, "format: unknown format '%s'", s->format);
+            return qf_whyf(QF_EINVAL, why, why_len, "format: unknown format '%s'", s->format);
         if (k_kinds[k].needs_format) {
             if (!qf_format_get(fmt)->weight)
-                return failf(QF_EINVAL, why, why_len, "format: %s is an activation format, "
+                return qf_whyf(QF_EINVAL, why, why_len, "format: %s is an activation format, "
                              "not a weight format", s->format);
             int64_t m = k_kinds[k].model ? 1 : format_col_multiple(fmt);
             if (s->cols % m != 0)
-                return failf(QF_EINVAL, why, why_len, "cols: %" PRId64 " is not a multiple of "
+                return qf_whyf(QF_EINVAL, why, why_len, "cols: %" PRId64 " is not a multiple of "
                              "%" PRId64 " (the block size of format %s)", s->cols, m, s->format);
         }
     }
 
     if (k_kinds[k].model && s->rows < QF_JOB_EVAL_MIN_CTX)
-        return failf(QF_EINVAL, why, why_len, "rows: an eval job's context of %" PRId64
+        return qf_whyf(QF_EINVAL, why, why_len, "rows: an eval job's context of %" PRId64
                      " tokens is below %d", s->rows, QF_JOB_EVAL_MIN_CTX);
     if ((err = k_kinds[k].model ? check_eval_dataset(s->dataset, why, why_len)
                                 : check_dataset(s->dataset, why, why_len)) ||
@@ -229,13 +215,13 @@ int qf_job_spec_validate(const qf_job_spec *s, char *why, size_t why_len)
                            why_len)))
         return err;
     if (s->seed > (uint64_t)INT64_MAX)
-        return failf(QF_EINVAL, why, why_len, "seed: %" PRIu64 " is not below 2^63", s->seed);
+        return qf_whyf(QF_EINVAL, why, why_len, "seed: %" PRIu64 " is not below 2^63", s->seed);
 
     char swhy[QF_JOB_ERROR_MAX];
     if (qf_selector_validate(s->selector, swhy, sizeof swhy) != 0)
-        return failf(QF_EINVAL, why, why_len, "selector: %s", swhy);
+        return qf_whyf(QF_EINVAL, why, why_len, "selector: %s", swhy);
     if (strcmp(s->kind, "framework") == 0 && !qf_job_framework(s))
-        return failf(QF_EINVAL, why, why_len, "selector: a framework job names its framework "
+        return qf_whyf(QF_EINVAL, why, why_len, "selector: a framework job names its framework "
                      "as backend=NAME (ort, llamacpp, openvino, mlx or qnn), not '%s'",
                      s->selector);
     return 0;
@@ -317,11 +303,11 @@ int qf_job_spec_from_json(const char *json, qf_job_spec *s, char *why, size_t wh
     json_error_t jerr;
     json_t *o = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
     if (!o)
-        return failf(QF_EPARSE, why, why_len, "spec JSON: line %d column %d: %s", jerr.line,
+        return qf_whyf(QF_EPARSE, why, why_len, "spec JSON: line %d column %d: %s", jerr.line,
                      jerr.column, jerr.text);
     int err = 0;
     if (!json_is_object(o)) {
-        err = failf(QF_EPARSE, why, why_len, "spec JSON: expected an object");
+        err = qf_whyf(QF_EPARSE, why, why_len, "spec JSON: expected an object");
         goto out;
     }
     const char *key;
@@ -331,7 +317,7 @@ int qf_job_spec_from_json(const char *json, qf_job_spec *s, char *why, size_t wh
         while (i < N_SPEC_FIELDS && strcmp(k_spec_fields[i].key, key) != 0)
             i++;
         if (i == N_SPEC_FIELDS) {
-            err = failf(QF_EPARSE, why, why_len, "spec JSON: unknown key '%.64s'", key);
+            err = qf_whyf(QF_EPARSE, why, why_len, "spec JSON: unknown key '%.64s'", key);
             goto out;
         }
     }
@@ -340,17 +326,17 @@ int qf_job_spec_from_json(const char *json, qf_job_spec *s, char *why, size_t wh
         char *p = (char *)s + k_spec_fields[i].off;
         v = json_object_get(o, k);
         if (!v) {
-            err = failf(QF_EPARSE, why, why_len, "%s: missing", k);
+            err = qf_whyf(QF_EPARSE, why, why_len, "%s: missing", k);
             goto out;
         }
         if (k_spec_fields[i].type == ST_STR) {
             if (!json_is_string(v)) {
-                err = failf(QF_EPARSE, why, why_len, "%s: expected a string", k);
+                err = qf_whyf(QF_EPARSE, why, why_len, "%s: expected a string", k);
                 goto out;
             }
             size_t n = json_string_length(v);
             if (n >= k_spec_fields[i].size) {
-                err = failf(QF_EPARSE, why, why_len, "%s: %zu bytes is over the limit of %zu",
+                err = qf_whyf(QF_EPARSE, why, why_len, "%s: %zu bytes is over the limit of %zu",
                             k, n, k_spec_fields[i].size - 1);
                 goto out;
             }
@@ -358,7 +344,7 @@ int qf_job_spec_from_json(const char *json, qf_job_spec *s, char *why, size_t wh
             continue;
         }
         if (!json_is_integer(v)) {
-            err = failf(QF_EPARSE, why, why_len, "%s: expected an integer", k);
+            err = qf_whyf(QF_EPARSE, why, why_len, "%s: expected an integer", k);
             goto out;
         }
         json_int_t x = json_integer_value(v);
@@ -366,7 +352,7 @@ int qf_job_spec_from_json(const char *json, qf_job_spec *s, char *why, size_t wh
         case ST_I64: { int64_t y = x; memcpy(p, &y, sizeof y); break; }
         case ST_U64:
             if (x < 0) {
-                err = failf(QF_EPARSE, why, why_len, "%s: %lld is negative", k, (long long)x);
+                err = qf_whyf(QF_EPARSE, why, why_len, "%s: %lld is negative", k, (long long)x);
                 goto out;
             } else {
                 uint64_t y = (uint64_t)x;
@@ -375,7 +361,7 @@ int qf_job_spec_from_json(const char *json, qf_job_spec *s, char *why, size_t wh
             break;
         case ST_U32:
             if (x < 0 || x > UINT32_MAX) {
-                err = failf(QF_EPARSE, why, why_len, "%s: %lld is not in [0, %u]", k,
+                err = qf_whyf(QF_EPARSE, why, why_len, "%s: %lld is not in [0, %u]", k,
                             (long long)x, UINT32_MAX);
                 goto out;
             } else {
@@ -385,7 +371,7 @@ int qf_job_spec_from_json(const char *json, qf_job_spec *s, char *why, size_t wh
             break;
         case ST_I32:
             if (x < INT32_MIN || x > INT32_MAX) {
-                err = failf(QF_EPARSE, why, why_len, "%s: %lld is not in [%d, %d]", k,
+                err = qf_whyf(QF_EPARSE, why, why_len, "%s: %lld is not in [%d, %d]", k,
                             (long long)x, INT32_MIN, INT32_MAX);
                 goto out;
             } else {
@@ -532,19 +518,19 @@ static int next_term(const char **p, int *key, char val[QF_JOB_SELECTOR_MAX], ch
     *p = s + n;
     const char *eq = memchr(s, '=', n);
     if (!eq)
-        return failf(QF_EINVAL, why, why_len, "term '%.*s' is not key=value", (int)n, s);
+        return qf_whyf(QF_EINVAL, why, why_len, "term '%.*s' is not key=value", (int)n, s);
     size_t klen = (size_t)(eq - s), vlen = n - klen - 1;
     *key = -1;
     for (int i = 0; i < SEL_COUNT; i++)
         if (strlen(k_sel_keys[i]) == klen && memcmp(k_sel_keys[i], s, klen) == 0)
             *key = i;
     if (*key < 0)
-        return failf(QF_EINVAL, why, why_len, "unknown key '%.*s' in term '%.*s' (expected isa, "
+        return qf_whyf(QF_EINVAL, why, why_len, "unknown key '%.*s' in term '%.*s' (expected isa, "
                      "arch, backend or name)", (int)klen, s, (int)n, s);
     if (vlen == 0)
-        return failf(QF_EINVAL, why, why_len, "term '%.*s' has an empty value", (int)n, s);
+        return qf_whyf(QF_EINVAL, why, why_len, "term '%.*s' has an empty value", (int)n, s);
     if (vlen >= QF_JOB_SELECTOR_MAX)
-        return failf(QF_EINVAL, why, why_len, "term '%.32s...' is too long", s);
+        return qf_whyf(QF_EINVAL, why, why_len, "term '%.32s...' is too long", s);
     memcpy(val, eq + 1, vlen);
     val[vlen] = '\0';
     return 1;
@@ -554,7 +540,7 @@ int qf_selector_validate(const char *selector, char *why, size_t why_len)
 {
     assert(selector);
     if (strnlen(selector, QF_JOB_SELECTOR_MAX) >= QF_JOB_SELECTOR_MAX)
-        return failf(QF_EINVAL, why, why_len, "longer than %d bytes", QF_JOB_SELECTOR_MAX - 1);
+        return qf_whyf(QF_EINVAL, why, why_len, "longer than %d bytes", QF_JOB_SELECTOR_MAX - 1);
     const char *p = selector;
     int key, rc;
     char val[QF_JOB_SELECTOR_MAX];

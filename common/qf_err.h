@@ -9,6 +9,8 @@
 #ifndef QF_ERR_H
 #define QF_ERR_H
 
+#include <stddef.h>
+
 #include <stdarg.h>
 
 #define QF_ERRNO_MAP(X)                                                          \
@@ -50,5 +52,11 @@ const char *qf_strerror(int err);
 /* Prints "qfleet: <formatted message>\n" on stderr (one line, for the user) and returns err,
  * so callers can write `return qf_errorf(QF_EPARSE, "%s: line %d: ...", path, line);`. */
 int qf_errorf(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Writes the formatted reason into why (when why is not NULL and why_len > 0; cut at its end)
+ * and returns err, printing nothing: how library code hands a reason to a caller that decides
+ * whether to print it, `return qf_whyf(QF_EPARSE, why, why_len, "%s: ...", path);`. */
+int qf_whyf(int err, char *why, size_t why_len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif

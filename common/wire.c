@@ -61,20 +61,6 @@ const char *qf_msg_type_name(int type)
     }
 }
 
-static int failf(int err, char *why, size_t why_len, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int failf(int err, char *why, size_t why_len, const char *fmt, ...)
-{
-    if (why && why_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, why_len, fmt, ap);
-        va_end(ap);
-    }
-    return err;
-}
-
 /* ---- the message tables ---------------------------------------------------------------- */
 
 typedef enum fkind {
@@ -306,7 +292,7 @@ static int check_int(const field *f, const char *path, bool neg, int64_t s, uint
             snprintf(val, sizeof val, "%" PRId64, s);
         else
             snprintf(val, sizeof val, "%" PRIu64, u);
-        return failf(QF_EPROTO, why, why_len, "%s.%s: %s is not an integer in [%" PRId64 ", %"
+        return qf_whyf(QF_EPROTO, why, why_len, "%s.%s: %s is not an integer in [%" PRId64 ", %"
                      PRIu64 "]%s", path, f->key, val, f->lo, f->hi,
                      neg && f->lo >= 0 ? " (negative where an unsigned value belongs)" : "");
     }
@@ -367,20 +353,20 @@ static int check_text(const field *f, const char *path, const char *s, size_t n,
 {
     if (f->kind == FK_JSON) {
         if (f->hi && n > f->hi)
-            return failf(QF_ETOOBIG, why, why_len, "%s.%s: %zu bytes is over the limit of %"
+            return qf_whyf(QF_ETOOBIG, why, why_len, "%s.%s: %zu bytes is over the limit of %"
                          PRIu64, path, f->key, n, f->hi);
     } else if (n >= f->size) {
-        return failf(QF_EPROTO, why, why_len, "%s.%s: %zu bytes is over the limit of %zu",
+        return qf_whyf(QF_EPROTO, why, why_len, "%s.%s: %zu bytes is over the limit of %zu",
                      path, f->key, n, f->size - 1);
     }
     if (f->kind == FK_STR && n < (uint64_t)f->lo)
-        return failf(QF_EPROTO, why, why_len, "%s.%s: must not be empty", path, f->key);
+        return qf_whyf(QF_EPROTO, why, why_len, "%s.%s: must not be empty", path, f->key);
     if (memchr(s, '\0', n))
-        return failf(QF_EPROTO, why, why_len, "%s.%s: contains a NUL byte", path, f->key);
+        return qf_whyf(QF_EPROTO, why, why_len, "%s.%s: contains a NUL byte", path, f->key);
     if (!utf8_valid((const unsigned char *)s, n))
-        return failf(QF_EPROTO, why, why_len, "%s.%s: not valid UTF-8", path, f->key);
+        return qf_whyf(QF_EPROTO, why, why_len, "%s.%s: not valid UTF-8", path, f->key);
     if (f->kind == FK_SHA256 && !is_sha256_hex(s, n))
-        return failf(QF_EPROTO, why, why_len, "%s.%s: expected \"\" or 64 lowercase hex digits",
+        return qf_whyf(QF_EPROTO, why, why_len, "%s.%s: expected \"\" or 64 lowercase hex digits",
                      path, f->key);
     if (f->kind == FK_FORMAT && n) {
         char name[QF_JOB_FORMAT_MAX];
@@ -388,7 +374,7 @@ static int check_text(const field *f, const char *path, const char *s, size_t n,
         memcpy(name, s, n); /* n < size <= sizeof name */
         name[n] = '\0';
         if (qf_format_from_name(name, &fmt) != 0)
-            return failf(QF_EPROTO, why, why_len, "%s.%s: unknown format '%s'", path, f->key,
+            return qf_whyf(QF_EPROTO, why, why_len, "%s.%s: unknown format '%s'", path, f->key,
                          name);
     }
     if (f->kind == FK_JSON) {
@@ -397,9 +383,9 @@ static int check_text(const field *f, const char *path, const char *s, size_t n,
         bool obj = json_is_object(j);
         json_decref(j);
         if (!j)
-            return failf(QF_EPROTO, why, why_len, "%s.%s: not JSON: %s", path, f->key, jerr.text);
+            return qf_whyf(QF_EPROTO, why, why_len, "%s.%s: not JSON: %s", path, f->key, jerr.text);
         if (!obj)
-            return failf(QF_EPROTO, why, why_len, "%s.%s: not a JSON object", path, f->key);
+            return qf_whyf(QF_EPROTO, why, why_len, "%s.%s: not a JSON object", path, f->key);
     }
     return 0;
 }
@@ -408,7 +394,7 @@ static int check_spec(const qf_job_spec *s, const char *path, char *why, size_t 
 {
     char sw[QF_JOB_ERROR_MAX];
     if (qf_job_spec_validate(s, sw, sizeof sw) != 0)
-        return failf(QF_EPROTO, why, why_len, "%s.%s", path, sw);
+        return qf_whyf(QF_EPROTO, why, why_len, "%s.%s", path, sw);
     return 0;
 }
 
@@ -416,7 +402,7 @@ static int check_spec(const qf_job_spec *s, const char *path, char *why, size_t 
 static int check_message(const qf_msg *m, char *why, size_t why_len)
 {
     if (m->type == QF_MSG_PROGRESS && m->u.jobref.done > m->u.jobref.total)
-        return failf(QF_EPROTO, why, why_len, "body.done: %" PRIu32 " is over total %" PRIu32,
+        return qf_whyf(QF_EPROTO, why, why_len, "body.done: %" PRIu32 " is over total %" PRIu32,
                      m->u.jobref.done, m->u.jobref.total);
     return 0;
 }
@@ -493,7 +479,7 @@ static int item_header(const uint8_t *p, size_t avail, uint64_t *used, uint64_t 
 static int prescan(const uint8_t *p, size_t len, char *why, size_t why_len)
 {
     if (len == 0)
-        return failf(QF_EPROTO, why, why_len, "frame: empty");
+        return qf_whyf(QF_EPROTO, why, why_len, "frame: empty");
     uint64_t left[MAX_DEPTH];   /* objects still to read at each open level */
     int top = 0;
     left[0] = 1;
@@ -505,14 +491,14 @@ static int prescan(const uint8_t *p, size_t len, char *why, size_t why_len)
             continue;
         }
         if (off == len)
-            return failf(QF_EPROTO, why, why_len, "frame: truncated after %zu bytes", len);
+            return qf_whyf(QF_EPROTO, why, why_len, "frame: truncated after %zu bytes", len);
         uint64_t used, children;
         int rc = item_header(p + off, len - off, &used, &children);
         if (rc < 0)
-            return failf(QF_EPROTO, why, why_len, "frame: invalid msgpack byte 0xc1 at offset "
+            return qf_whyf(QF_EPROTO, why, why_len, "frame: invalid msgpack byte 0xc1 at offset "
                          "%zu", off);
         if (rc > 0)
-            return failf(QF_EPROTO, why, why_len, "frame: truncated in the object at offset %zu",
+            return qf_whyf(QF_EPROTO, why, why_len, "frame: truncated in the object at offset %zu",
                          off);
         off += used;
         left[top]--;
@@ -520,17 +506,17 @@ static int prescan(const uint8_t *p, size_t len, char *why, size_t why_len)
         if (children == 0)
             continue;
         if (children > len - off || pending + children > len - off)
-            return failf(QF_EPROTO, why, why_len, "frame: a container at offset %zu declares %"
+            return qf_whyf(QF_EPROTO, why, why_len, "frame: a container at offset %zu declares %"
                          PRIu64 " elements but only %zu bytes follow", off - used, children,
                          len - off);
         if (top + 1 >= MAX_DEPTH)
-            return failf(QF_EPROTO, why, why_len, "frame: nested deeper than %d at offset %zu",
+            return qf_whyf(QF_EPROTO, why, why_len, "frame: nested deeper than %d at offset %zu",
                          MAX_DEPTH, off - used);
         left[++top] = children;
         pending += children;
     }
     if (off != len)
-        return failf(QF_EPROTO, why, why_len, "frame: %zu bytes after the message", len - off);
+        return qf_whyf(QF_EPROTO, why, why_len, "frame: %zu bytes after the message", len - off);
     return 0;
 }
 
@@ -557,7 +543,7 @@ static const char *obj_type_name(msgpack_object_type t)
 static int wrong_type(const char *path, const char *key, const char *expected,
                       const msgpack_object *o, char *why, size_t why_len)
 {
-    return failf(QF_EPROTO, why, why_len, "%s.%s: expected %s, got %s", path, key, expected,
+    return qf_whyf(QF_EPROTO, why, why_len, "%s.%s: expected %s, got %s", path, key, expected,
                  obj_type_name(o->type));
 }
 
@@ -649,7 +635,7 @@ static int decode_field(const field *f, const msgpack_object *o, char *base, con
             return err;
         text = malloc((size_t)o->via.str.size + 1);
         if (!text)
-            return failf(QF_ENOMEM, why, why_len, "%s.%s: out of memory", path, f->key);
+            return qf_whyf(QF_ENOMEM, why, why_len, "%s.%s: out of memory", path, f->key);
         memcpy(text, o->via.str.ptr, o->via.str.size);
         text[o->via.str.size] = '\0';
         memcpy(p, &text, sizeof text);
@@ -661,11 +647,11 @@ static int decode_field(const field *f, const msgpack_object *o, char *base, con
         if (o->type != MSGPACK_OBJECT_STR)
             return wrong_type(path, f->key, "a string", o, why, why_len);
         if (o->via.str.size >= sizeof name)
-            return failf(QF_EPROTO, why, why_len, "%s.%s: unknown status", path, f->key);
+            return qf_whyf(QF_EPROTO, why, why_len, "%s.%s: unknown status", path, f->key);
         memcpy(name, o->via.str.ptr, o->via.str.size);
         name[o->via.str.size] = '\0';
         if (strlen(name) != o->via.str.size || qf_job_status_from_name(name, &st) != 0)
-            return failf(QF_EPROTO, why, why_len, "%s.%s: unknown status (expected ok, failed, "
+            return qf_whyf(QF_EPROTO, why, why_len, "%s.%s: unknown status (expected ok, failed, "
                          "timeout or crashed)", path, f->key);
         memcpy(p, &st, sizeof st);
         return 0;
@@ -675,18 +661,18 @@ static int decode_field(const field *f, const msgpack_object *o, char *base, con
             return wrong_type(path, f->key, "an array", o, why, why_len);
         uint32_t n = o->via.array.size;
         if (n > lim->max_samples)
-            return failf(QF_ETOOBIG, why, why_len, "%s.%s: %" PRIu32 " samples is over the "
+            return qf_whyf(QF_ETOOBIG, why, why_len, "%s.%s: %" PRIu32 " samples is over the "
                          "limit of %" PRIu32, path, f->key, n, lim->max_samples);
         double *v = NULL;
         if (n) {
             v = malloc((size_t)n * sizeof *v);
             if (!v)
-                return failf(QF_ENOMEM, why, why_len, "%s.%s: out of memory", path, f->key);
+                return qf_whyf(QF_ENOMEM, why, why_len, "%s.%s: out of memory", path, f->key);
         }
         memcpy(p, &v, sizeof v); /* owned by the message from here: qf_msg_clear frees it */
         for (uint32_t i = 0; i < n; i++) {
             if (get_f64(&o->via.array.ptr[i], NAN, &v[i]) != 0)
-                return failf(QF_EPROTO, why, why_len, "%s.%s[%" PRIu32 "]: expected a number "
+                return qf_whyf(QF_EPROTO, why, why_len, "%s.%s[%" PRIu32 "]: expected a number "
                              "or nil, got %s", path, f->key, i,
                              obj_type_name(o->via.array.ptr[i].type));
         }
@@ -719,18 +705,18 @@ static int decode_field(const field *f, const msgpack_object *o, char *base, con
             return wrong_type(path, f->key, "an array", o, why, why_len);
         uint32_t n = o->via.array.size;
         if (n > lim->max_jobs)
-            return failf(QF_ETOOBIG, why, why_len, "%s.%s: %" PRIu32 " jobs is over the limit "
+            return qf_whyf(QF_ETOOBIG, why, why_len, "%s.%s: %" PRIu32 " jobs is over the limit "
                          "of %" PRIu32, path, f->key, n, lim->max_jobs);
         /* types first, so an array of nils does not cost n specs of memory */
         for (uint32_t i = 0; i < n; i++)
             if (o->via.array.ptr[i].type != MSGPACK_OBJECT_MAP)
-                return failf(QF_EPROTO, why, why_len, "%s.%s[%" PRIu32 "]: expected a map, got "
+                return qf_whyf(QF_EPROTO, why, why_len, "%s.%s[%" PRIu32 "]: expected a map, got "
                              "%s", path, f->key, i, obj_type_name(o->via.array.ptr[i].type));
         qf_job_spec *jobs = NULL;
         if (n) {
             jobs = calloc(n, sizeof *jobs);
             if (!jobs)
-                return failf(QF_ENOMEM, why, why_len, "%s.%s: out of memory", path, f->key);
+                return qf_whyf(QF_ENOMEM, why, why_len, "%s.%s: out of memory", path, f->key);
         }
         memcpy(p, &jobs, sizeof jobs);
         for (uint32_t i = 0; i < n; i++) {
@@ -743,7 +729,7 @@ static int decode_field(const field *f, const msgpack_object *o, char *base, con
         return 0;
     }
     }
-    return failf(QF_EPROTO, why, why_len, "%s.%s: unhandled field kind", path, f->key);
+    return qf_whyf(QF_EPROTO, why, why_len, "%s.%s: unhandled field kind", path, f->key);
 }
 
 /* Fills base's fields from a map with string keys; unknown keys are skipped, a known key
@@ -756,7 +742,7 @@ static int decode_map(const field *fields, int n, const msgpack_object *map, cha
     for (uint32_t i = 0; i < map->via.map.size; i++) {
         const msgpack_object *k = &map->via.map.ptr[i].key;
         if (k->type != MSGPACK_OBJECT_STR)
-            return failf(QF_EPROTO, why, why_len, "%s: key #%" PRIu32 " is %s, not a string",
+            return qf_whyf(QF_EPROTO, why, why_len, "%s: key #%" PRIu32 " is %s, not a string",
                          path, i, obj_type_name(k->type));
         int j = 0;
         while (j < n && !(strlen(fields[j].key) == k->via.str.size &&
@@ -765,7 +751,7 @@ static int decode_map(const field *fields, int n, const msgpack_object *map, cha
         if (j == n)
             continue;
         if (seen & (UINT64_C(1) << j))
-            return failf(QF_EPROTO, why, why_len, "%s.%s: key appears twice", path,
+            return qf_whyf(QF_EPROTO, why, why_len, "%s.%s: key appears twice", path,
                          fields[j].key);
         seen |= UINT64_C(1) << j;
         int err = decode_field(&fields[j], &map->via.map.ptr[i].val, base, path, lim, why,
@@ -775,7 +761,7 @@ static int decode_map(const field *fields, int n, const msgpack_object *map, cha
     }
     for (int j = 0; j < n; j++)
         if (fields[j].required && !(seen & (UINT64_C(1) << j)))
-            return failf(QF_EPROTO, why, why_len, "%s.%s: missing", path, fields[j].key);
+            return qf_whyf(QF_EPROTO, why, why_len, "%s.%s: missing", path, fields[j].key);
     return 0;
 }
 
@@ -783,27 +769,27 @@ static int decode_envelope(const msgpack_object *root, const qf_wire_limits *lim
                            char *why, size_t why_len)
 {
     if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size != 4)
-        return failf(QF_EPROTO, why, why_len, "envelope: expected an array [version, type, id, "
+        return qf_whyf(QF_EPROTO, why, why_len, "envelope: expected an array [version, type, id, "
                      "body], got %s%s", obj_type_name(root->type),
                      root->type == MSGPACK_OBJECT_ARRAY ? " of the wrong length" : "");
     const msgpack_object *e = root->via.array.ptr;
     /* id first, so even a frame with a bad version or type gets an ERROR with its id */
     if (e[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return failf(QF_EPROTO, why, why_len, "envelope.id: expected an unsigned integer, got "
+        return qf_whyf(QF_EPROTO, why, why_len, "envelope.id: expected an unsigned integer, got "
                      "%s", obj_type_name(e[2].type));
     m->id = e[2].via.u64;
     if (e[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || e[0].via.u64 != QF_WIRE_VERSION)
-        return failf(QF_EPROTO, why, why_len, "envelope.version: unsupported (this build speaks "
+        return qf_whyf(QF_EPROTO, why, why_len, "envelope.version: unsupported (this build speaks "
                      "version %d)", QF_WIRE_VERSION);
     if (e[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return failf(QF_EPROTO, why, why_len, "envelope.type: expected an unsigned integer, "
+        return qf_whyf(QF_EPROTO, why, why_len, "envelope.type: expected an unsigned integer, "
                      "got %s", obj_type_name(e[1].type));
     const msg_desc *d = desc_of(e[1].via.u64);
     if (!d)
-        return failf(QF_EPROTO, why, why_len, "envelope.type: unknown message type %" PRIu64,
+        return qf_whyf(QF_EPROTO, why, why_len, "envelope.type: unknown message type %" PRIu64,
                      e[1].via.u64);
     if (e[3].type != MSGPACK_OBJECT_MAP)
-        return failf(QF_EPROTO, why, why_len, "body: expected a map, got %s",
+        return qf_whyf(QF_EPROTO, why, why_len, "body: expected a map, got %s",
                      obj_type_name(e[3].type));
     m->type = (qf_msg_type)e[1].via.u64;
     int err = decode_map(d->fields, d->n, &e[3], (char *)&m->u, "body", lim, why, why_len);
@@ -818,7 +804,7 @@ int qf_wire_decode(const void *buf, size_t len, const qf_wire_limits *lim, qf_ms
     if (why && why_len)
         why[0] = '\0';
     if (len > lim->max_frame)
-        return failf(QF_ETOOBIG, why, why_len, "frame: %zu bytes is over the limit of %zu",
+        return qf_whyf(QF_ETOOBIG, why, why_len, "frame: %zu bytes is over the limit of %zu",
                      len, lim->max_frame);
     int err = prescan(buf, len, why, why_len);
     if (err)
@@ -829,9 +815,9 @@ int qf_wire_decode(const void *buf, size_t len, const qf_wire_limits *lim, qf_ms
     size_t off = 0;
     msgpack_unpack_return rc = msgpack_unpack_next(&u, buf, len, &off);
     if (rc == MSGPACK_UNPACK_NOMEM_ERROR)
-        err = failf(QF_ENOMEM, why, why_len, "frame: out of memory unpacking %zu bytes", len);
+        err = qf_whyf(QF_ENOMEM, why, why_len, "frame: out of memory unpacking %zu bytes", len);
     else if (rc != MSGPACK_UNPACK_SUCCESS || off != len) /* prescan makes these unreachable */
-        err = failf(QF_EPROTO, why, why_len, "frame: not one msgpack object (%d)", (int)rc);
+        err = qf_whyf(QF_EPROTO, why, why_len, "frame: not one msgpack object (%d)", (int)rc);
     else
         err = decode_envelope(&u.data, lim, m, why, why_len);
     msgpack_unpacked_destroy(&u);
@@ -934,7 +920,7 @@ static int encode_field(msgpack_packer *pk, const field *f, const char *base, co
     case FK_STR: case FK_SHA256: case FK_FORMAT: {
         const char *nul = memchr(p, '\0', f->size);
         if (!nul)
-            return failf(QF_EINVAL, why, why_len, "%s.%s: not terminated within %zu bytes",
+            return qf_whyf(QF_EINVAL, why, why_len, "%s.%s: not terminated within %zu bytes",
                          path, f->key, f->size);
         if ((err = check_text(f, path, p, (size_t)(nul - p), why, why_len)))
             return err;
@@ -949,7 +935,7 @@ static int encode_field(msgpack_packer *pk, const field *f, const char *base, co
             break;
         }
         if (!text)
-            return failf(QF_EINVAL, why, why_len, "%s.%s: missing (NULL)", path, f->key);
+            return qf_whyf(QF_EINVAL, why, why_len, "%s.%s: missing (NULL)", path, f->key);
         size_t n = strlen(text);
         if ((err = check_text(f, path, text, n, why, why_len)))
             return err;
@@ -962,7 +948,7 @@ static int encode_field(msgpack_packer *pk, const field *f, const char *base, co
         const char *name = qf_job_status_name(st);
         qf_job_status back;
         if (qf_job_status_from_name(name, &back) != 0)
-            return failf(QF_EINVAL, why, why_len, "%s.%s: unknown status %d", path, f->key,
+            return qf_whyf(QF_EINVAL, why, why_len, "%s.%s: unknown status %d", path, f->key,
                          (int)st);
         w = pack_str(pk, name, strlen(name));
         break;
@@ -973,10 +959,10 @@ static int encode_field(msgpack_packer *pk, const field *f, const char *base, co
         memcpy(&v, p, sizeof v);
         memcpy(&n, base + f->aux, sizeof n);
         if (n > QF_JOB_MAX_SAMPLES)
-            return failf(QF_EINVAL, why, why_len, "%s.%s: %" PRIu32 " samples is over the limit "
+            return qf_whyf(QF_EINVAL, why, why_len, "%s.%s: %" PRIu32 " samples is over the limit "
                          "of %d", path, f->key, n, QF_JOB_MAX_SAMPLES);
         if (n && !v)
-            return failf(QF_EINVAL, why, why_len, "%s.%s: %" PRIu32 " samples but no array",
+            return qf_whyf(QF_EINVAL, why, why_len, "%s.%s: %" PRIu32 " samples but no array",
                          path, f->key, n);
         w = msgpack_pack_array(pk, n);
         for (uint32_t i = 0; i < n; i++)
@@ -1006,10 +992,10 @@ static int encode_field(msgpack_packer *pk, const field *f, const char *base, co
         memcpy(&jobs, p, sizeof jobs);
         memcpy(&n, base + f->aux, sizeof n);
         if (n > DEFAULT_MAX_JOBS)
-            return failf(QF_EINVAL, why, why_len, "%s.%s: %" PRIu32 " jobs is over the limit of "
+            return qf_whyf(QF_EINVAL, why, why_len, "%s.%s: %" PRIu32 " jobs is over the limit of "
                          "%u", path, f->key, n, DEFAULT_MAX_JOBS);
         if (n && !jobs)
-            return failf(QF_EINVAL, why, why_len, "%s.%s: %" PRIu32 " jobs but no array", path,
+            return qf_whyf(QF_EINVAL, why, why_len, "%s.%s: %" PRIu32 " jobs but no array", path,
                          f->key, n);
         w = msgpack_pack_array(pk, n);
         for (uint32_t i = 0; i < n; i++) {

@@ -59,26 +59,14 @@ static void init_once(void)
     g_sodium_rc = sodium_init();   /* 0 fresh, 1 already done, -1 failure */
 }
 
-__attribute__((format(printf, 4, 5)))
-static int failf(int err, char *why, size_t why_len, const char *fmt, ...)
-{
-    if (why && why_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, why_len, fmt, ap);
-        va_end(ap);
-    }
-    return err;
-}
-
 static int init(char *why, size_t why_len)
 {
     pthread_once(&g_once, init_once);
     if (g_curl_rc != CURLE_OK)
-        return failf(QF_EUNSUP, why, why_len, "libcurl could not be initialized: %s",
+        return qf_whyf(QF_EUNSUP, why, why_len, "libcurl could not be initialized: %s",
                      curl_easy_strerror(g_curl_rc));
     if (g_sodium_rc < 0)
-        return failf(QF_EUNSUP, why, why_len, "libsodium could not be initialized");
+        return qf_whyf(QF_EUNSUP, why, why_len, "libsodium could not be initialized");
     return 0;
 }
 
@@ -115,6 +103,13 @@ void qf_fetch_opts_default(qf_fetch_opts *o)
         o->ca_file = ca;
 }
 
+void qf_fetch_opts_quiet(qf_fetch_opts *o)
+{
+    qf_fetch_opts_default(o);
+    o->progress = 0;
+    o->quiet = true;
+}
+
 /* ---- cache paths -------------------------------------------------------------------------- */
 
 /* mkdir -p: every missing parent of path, then path. */
@@ -123,7 +118,7 @@ static int mkdir_p(const char *path, char *why, size_t why_len)
     char buf[QF_FETCH_PATH_MAX];
     size_t n = strlen(path);
     if (n == 0 || n >= sizeof buf)
-        return failf(QF_ETOOBIG, why, why_len, "%.80s: cache path empty or too long", path);
+        return qf_whyf(QF_ETOOBIG, why, why_len, "%.80s: cache path empty or too long", path);
     memcpy(buf, path, n + 1);
     for (size_t i = 1; i <= n; i++) {
         if (buf[i] != '/' && buf[i] != '\0')
@@ -131,13 +126,13 @@ static int mkdir_p(const char *path, char *why, size_t why_len)
         char c = buf[i];
         buf[i] = '\0';
         if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return failf(QF_EIO, why, why_len, "%s: cannot create the cache folder: %s", buf,
+            return qf_whyf(QF_EIO, why, why_len, "%s: cannot create the cache folder: %s", buf,
                          strerror(errno));
         buf[i] = c;
     }
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return failf(QF_EIO, why, why_len, "%s: not a folder", path);
+        return qf_whyf(QF_EIO, why, why_len, "%s: not a folder", path);
     return 0;
 }
 
@@ -155,10 +150,10 @@ int qf_fetch_cache_dir(char *buf, size_t size, char *why, size_t why_len)
     else if (home && *home)
         n = snprintf(buf, size, "%s/.cache/quantfleet", home);
     else
-        return failf(QF_EINVAL, why, why_len, "no cache folder: set QF_CACHE_DIR, "
+        return qf_whyf(QF_EINVAL, why, why_len, "no cache folder: set QF_CACHE_DIR, "
                      "XDG_CACHE_HOME or HOME");
     if (n < 0 || (size_t)n >= size)
-        return failf(QF_ETOOBIG, why, why_len, "the cache folder path is too long");
+        return qf_whyf(QF_ETOOBIG, why, why_len, "the cache folder path is too long");
     return mkdir_p(buf, why, why_len);
 }
 
@@ -167,7 +162,7 @@ int qf_fetch_cache_path(const qf_manifest *m, const char *cache_dir, char *buf, 
 {
     assert(m && buf && size);
     if (m->kind == QF_MANIFEST_SYNTHETIC)
-        return failf(QF_EINVAL, why, why_len, "%s: a synthetic dataset has no file (its "
+        return qf_whyf(QF_EINVAL, why, why_len, "%s: a synthetic dataset has no file (its "
                      "generator is %s)", m->name, m->generator);
     assert(qf_manifest_name_valid(m->name) && m->file[0]);   /* a loaded manifest */
     char dir[QF_FETCH_PATH_MAX];
@@ -179,7 +174,7 @@ int qf_fetch_cache_path(const qf_manifest *m, const char *cache_dir, char *buf, 
     }
     int n = snprintf(buf, size, "%s/%s/%s", cache_dir, m->name, m->file);
     if (n < 0 || (size_t)n >= size)
-        return failf(QF_ETOOBIG, why, why_len, "%s: the cache path is too long", m->name);
+        return qf_whyf(QF_ETOOBIG, why, why_len, "%s: the cache path is too long", m->name);
     return 0;
 }
 
@@ -222,7 +217,7 @@ static int hash_fd(int fd, uint64_t bytes, crypto_hash_sha256_state *st, const c
 {
     unsigned char *buf = malloc(HASH_CHUNK);
     if (!buf)
-        return failf(QF_ENOMEM, why, why_len, "%s: out of memory for hashing", path);
+        return qf_whyf(QF_ENOMEM, why, why_len, "%s: out of memory for hashing", path);
     uint64_t off = 0;
     int err = 0;
     while (off < bytes) {
@@ -231,7 +226,7 @@ static int hash_fd(int fd, uint64_t bytes, crypto_hash_sha256_state *st, const c
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {
-            err = failf(QF_EIO, why, why_len, "%s: read error at byte %" PRIu64 ": %s", path,
+            err = qf_whyf(QF_EIO, why, why_len, "%s: read error at byte %" PRIu64 ": %s", path,
                         off, r < 0 ? strerror(errno) : "unexpected end of file");
             break;
         }
@@ -251,11 +246,11 @@ int qf_fetch_sha256_file(const char *path, char hex[65], uint64_t *bytes, char *
         return err;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return failf(errno == ENOENT ? QF_ENOENT : QF_EIO, why, why_len, "%s: cannot open: %s",
+        return qf_whyf(errno == ENOENT ? QF_ENOENT : QF_EIO, why, why_len, "%s: cannot open: %s",
                      path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        err = failf(QF_EIO, why, why_len, "%s: cannot stat: %s", path, strerror(errno));
+        err = qf_whyf(QF_EIO, why, why_len, "%s: cannot stat: %s", path, strerror(errno));
         close(fd);
         return err;
     }
@@ -306,7 +301,7 @@ static int write_sum(const paths *p, const qf_manifest *m, const char hex[65], c
 {
     FILE *f = fopen(p->sum_tmp, "w");
     if (!f)
-        return failf(QF_EIO, why, why_len, "%s: cannot create: %s", p->sum_tmp,
+        return qf_whyf(QF_EIO, why, why_len, "%s: cannot create: %s", p->sum_tmp,
                      strerror(errno));
     bool ok = fprintf(f, "%s  %s\n", hex, m->file) > 0;
     ok = fflush(f) == 0 && ok;
@@ -315,7 +310,7 @@ static int write_sum(const paths *p, const qf_manifest *m, const char hex[65], c
     if (!ok || rename(p->sum_tmp, p->sum) != 0) {
         int e = errno;
         unlink(p->sum_tmp);
-        return failf(QF_EIO, why, why_len, "%s: cannot write: %s", p->sum, strerror(e));
+        return qf_whyf(QF_EIO, why, why_len, "%s: cannot write: %s", p->sum, strerror(e));
     }
     return 0;
 }
@@ -326,13 +321,13 @@ static int lock_take(const paths *p, const qf_manifest *m, bool quiet, int *fd_o
 {
     int fd = open(p->lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
-        return failf(QF_EIO, why, why_len, "%s: cannot open the lock file: %s", p->lock,
+        return qf_whyf(QF_EIO, why, why_len, "%s: cannot open the lock file: %s", p->lock,
                      strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         if (errno != EWOULDBLOCK) {
             int e = errno;
             close(fd);
-            return failf(QF_EIO, why, why_len, "%s: cannot lock: %s", p->lock, strerror(e));
+            return qf_whyf(QF_EIO, why, why_len, "%s: cannot lock: %s", p->lock, strerror(e));
         }
         if (!quiet)
             fprintf(stderr, "qfleet: dataset %s: waiting for another fetch of it to finish "
@@ -343,7 +338,7 @@ static int lock_take(const paths *p, const qf_manifest *m, bool quiet, int *fd_o
         if (rc != 0) {
             int e = errno;
             close(fd);
-            return failf(QF_EIO, why, why_len, "%s: cannot lock: %s", p->lock, strerror(e));
+            return qf_whyf(QF_EIO, why, why_len, "%s: cannot lock: %s", p->lock, strerror(e));
         }
     }
     *fd_out = fd;
@@ -525,7 +520,7 @@ static outcome transfer(const qf_fetch_opts *o, const char *url, xfer *x, int *e
 {
     CURL *h = curl_easy_init();
     if (!h) {
-        *err = failf(QF_ENOMEM, why, why_len, "%s: libcurl could not make a handle", url);
+        *err = qf_whyf(QF_ENOMEM, why, why_len, "%s: libcurl could not make a handle", url);
         return FINAL;
     }
     char errbuf[CURL_ERROR_SIZE] = "";
@@ -605,36 +600,36 @@ static outcome transfer(const qf_fetch_opts *o, const char *url, xfer *x, int *e
         if (!x->decided)       /* an empty body: still decides whether the part is kept */
             decide(x, h);
         if (x->abort_err) {
-            *err = failf(x->abort_err, why, why_len, "%s: %s", where, x->abort_why);
+            *err = qf_whyf(x->abort_err, why, why_len, "%s: %s", where, x->abort_why);
             out = FINAL;
         } else {
             out = OK;
         }
     } else if (x->abort_err) {
-        *err = failf(x->abort_err, why, why_len, "%s: %s", where, x->abort_why);
+        *err = qf_whyf(x->abort_err, why, why_len, "%s: %s", where, x->abort_why);
         out = x->abort_err == QF_EPROTO ? TRANSIENT : FINAL;
     } else if (rc == CURLE_HTTP_RETURNED_ERROR) {
         if (code == 416 && x->asked_from > 0) {
             /* The part is not a prefix the server can continue (it is complete, or longer
              * than the file now is): start over from byte 0. */
             part_reset(x);
-            *err = failf(QF_EPROTO, why, why_len, "%s: HTTP 416 for the range from byte %"
+            *err = qf_whyf(QF_EPROTO, why, why_len, "%s: HTTP 416 for the range from byte %"
                          PRIu64 "; starting over", where, x->asked_from);
             out = TRANSIENT;
         } else if (code == 404 || code == 410) {
-            *err = failf(QF_ENOENT, why, why_len, "%s: HTTP %ld (not found)", where, code);
+            *err = qf_whyf(QF_ENOENT, why, why_len, "%s: HTTP %ld (not found)", where, code);
             out = FINAL;
         } else if (code == 408 || code == 429 || code >= 500) {
-            *err = failf(QF_ENET, why, why_len, "%s: HTTP %ld (server error)", where, code);
+            *err = qf_whyf(QF_ENET, why, why_len, "%s: HTTP %ld (server error)", where, code);
             out = TRANSIENT;
         } else {
-            *err = failf(QF_EPROTO, why, why_len, "%s: HTTP %ld", where, code);
+            *err = qf_whyf(QF_EPROTO, why, why_len, "%s: HTTP %ld", where, code);
             out = FINAL;
         }
     } else {
         switch (rc) {
         case CURLE_OPERATION_TIMEDOUT:
-            *err = failf(QF_ETIMEDOUT, why, why_len, "%s: %s (connect timeout %ld ms, low "
+            *err = qf_whyf(QF_ETIMEDOUT, why, why_len, "%s: %s (connect timeout %ld ms, low "
                          "speed limit %ld B/s for %ld s)", where, detail, o->connect_timeout_ms,
                          o->low_speed_bytes, o->low_speed_time_s);
             out = TRANSIENT;
@@ -643,21 +638,21 @@ static outcome transfer(const qf_fetch_opts *o, const char *url, xfer *x, int *e
         case CURLE_COULDNT_RESOLVE_PROXY: case CURLE_PARTIAL_FILE: case CURLE_RECV_ERROR:
         case CURLE_SEND_ERROR: case CURLE_GOT_NOTHING: case CURLE_SSL_CONNECT_ERROR:
         case CURLE_HTTP2: case CURLE_HTTP2_STREAM: case CURLE_WEIRD_SERVER_REPLY:
-            *err = failf(QF_ENET, why, why_len, "%s: %s", where, detail);
+            *err = qf_whyf(QF_ENET, why, why_len, "%s: %s", where, detail);
             out = TRANSIENT;
             break;
         case CURLE_PEER_FAILED_VERIFICATION: case CURLE_SSL_CACERT_BADFILE:
-            *err = failf(QF_ENET, why, why_len, "%s: %s (the server's TLS certificate is not "
+            *err = qf_whyf(QF_ENET, why, why_len, "%s: %s (the server's TLS certificate is not "
                          "trusted%s%s)", where, detail, o->ca_file ? " by " : "",
                          o->ca_file ? o->ca_file : "");
             out = FINAL;
             break;
         case CURLE_TOO_MANY_REDIRECTS: case CURLE_UNSUPPORTED_PROTOCOL:
-            *err = failf(QF_EPROTO, why, why_len, "%s: %s", where, detail);
+            *err = qf_whyf(QF_EPROTO, why, why_len, "%s: %s", where, detail);
             out = FINAL;
             break;
         default:
-            *err = failf(QF_ENET, why, why_len, "%s: %s", where, detail);
+            *err = qf_whyf(QF_ENET, why, why_len, "%s: %s", where, detail);
             out = FINAL;
             break;
         }
@@ -674,21 +669,21 @@ static int download(const qf_manifest *m, const qf_fetch_opts *o, const paths *p
 {
     int fd = open(p->part, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
-        return failf(QF_EIO, why, why_len, "%s: cannot open: %s", p->part, strerror(errno));
+        return qf_whyf(QF_EIO, why, why_len, "%s: cannot open: %s", p->part, strerror(errno));
     crypto_hash_sha256_state hs;
     crypto_hash_sha256_init(&hs);
     uint64_t have = 0;
     int err = 0;
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        err = failf(QF_EIO, why, why_len, "%s: cannot stat: %s", p->part, strerror(errno));
+        err = qf_whyf(QF_EIO, why, why_len, "%s: cannot stat: %s", p->part, strerror(errno));
         goto out;
     }
     have = (uint64_t)st.st_size;
     if (have > m->size) {
         have = 0;                  /* cannot be a prefix of the file: start over */
         if (ftruncate(fd, 0) != 0) {
-            err = failf(QF_EIO, why, why_len, "%s: cannot truncate: %s", p->part,
+            err = qf_whyf(QF_EIO, why, why_len, "%s: cannot truncate: %s", p->part,
                         strerror(errno));
             goto out;
         }
@@ -696,7 +691,7 @@ static int download(const qf_manifest *m, const qf_fetch_opts *o, const paths *p
     if (have > 0 && (err = hash_fd(fd, have, &hs, p->part, why, why_len)) != 0)
         goto out;
     if (lseek(fd, (off_t)have, SEEK_SET) < 0) {
-        err = failf(QF_EIO, why, why_len, "%s: cannot seek: %s", p->part, strerror(errno));
+        err = qf_whyf(QF_EIO, why, why_len, "%s: cannot seek: %s", p->part, strerror(errno));
         goto out;
     }
 
@@ -751,7 +746,7 @@ static int download(const qf_manifest *m, const qf_fetch_opts *o, const paths *p
         char n[48] = "";
         if (attempts > 1)
             snprintf(n, sizeof n, " (gave up after %d requests)", attempts);
-        err = failf(err, why, why_len, "dataset %s: %s%s", m->name, last, n);
+        err = qf_whyf(err, why, why_len, "dataset %s: %s%s", m->name, last, n);
         goto out;
     }
 
@@ -762,25 +757,25 @@ static int download(const qf_manifest *m, const qf_fetch_opts *o, const paths *p
     hex_of(digest, hex);
     if (m->size_exact && have != m->size) {
         unlink(p->part);
-        err = failf(QF_EPARSE, why, why_len, "dataset %s: %s: got %" PRIu64 " bytes, the "
+        err = qf_whyf(QF_EPARSE, why, why_len, "dataset %s: %s: got %" PRIu64 " bytes, the "
                     "manifest says %" PRIu64 "; deleted the download", m->name, served, have,
                     m->size);
         goto out;
     }
     if (!m->unverified && strcmp(hex, m->sha256) != 0) {
         unlink(p->part);
-        err = failf(QF_EPARSE, why, why_len, "dataset %s: %s: sha256 mismatch: expected %s, "
+        err = qf_whyf(QF_EPARSE, why, why_len, "dataset %s: %s: sha256 mismatch: expected %s, "
                     "got %s; deleted the download", m->name, served, m->sha256, hex);
         goto out;
     }
     if (fsync(fd) != 0) {
-        err = failf(QF_EIO, why, why_len, "%s: fsync: %s", p->part, strerror(errno));
+        err = qf_whyf(QF_EIO, why, why_len, "%s: fsync: %s", p->part, strerror(errno));
         goto out;
     }
     if ((err = write_sum(p, m, hex, why, why_len)) != 0)
         goto out;
     if (rename(p->part, p->final) != 0) {
-        err = failf(QF_EIO, why, why_len, "%s: cannot rename to %s: %s", p->part, p->final,
+        err = qf_whyf(QF_EIO, why, why_len, "%s: cannot rename to %s: %s", p->part, p->final,
                     strerror(errno));
         goto out;
     }
@@ -802,12 +797,12 @@ static int use_cached(const qf_manifest *m, const paths *p, const struct stat *s
 {
     uint64_t size = (uint64_t)st->st_size;
     if ((m->size_exact && size != m->size) || size > m->size)
-        return failf(QF_EPARSE, why, why_len, "%s: %" PRIu64 " bytes, the manifest says %s %"
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: %" PRIu64 " bytes, the manifest says %s %"
                      PRIu64, p->final, size, m->size_exact ? "" : "at most", m->size);
     char rec[65];
     read_sum(p->sum, rec);
     if (!m->unverified && rec[0] && strcmp(rec, m->sha256) != 0)
-        return failf(QF_EPARSE, why, why_len, "%s: recorded sha256 %s is not the manifest's "
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: recorded sha256 %s is not the manifest's "
                      "%s (the manifest changed?)", p->final, rec, m->sha256);
     if (m->unverified && !rec[0]) {
         /* Put there by hand: hash it once, so `verify` has something to compare with. */
@@ -853,7 +848,7 @@ int qf_fetch(const qf_manifest *m, const qf_fetch_opts *opts, qf_fetch_result *o
         unlink(p.final);
         unlink(p.sum);
     } else if (errno != ENOENT) {
-        err = failf(QF_EIO, why, why_len, "%s: cannot stat: %s", p.final, strerror(errno));
+        err = qf_whyf(QF_EIO, why, why_len, "%s: cannot stat: %s", p.final, strerror(errno));
         goto out;
     }
     err = download(m, &o, &p, out, why, why_len);
@@ -877,7 +872,7 @@ int qf_fetch_verify(const qf_manifest *m, const char *cache_dir, qf_fetch_result
         return err;
     struct stat st;
     if (stat(p.final, &st) != 0)    /* nothing to lock or create for a file never fetched */
-        return failf(QF_ENOENT, why, why_len, "dataset %s: not in the cache (%s); `qfleet "
+        return qf_whyf(QF_ENOENT, why, why_len, "dataset %s: not in the cache (%s); `qfleet "
                      "dataset fetch %s` downloads it", m->name, p.final, m->name);
     int lock_fd;
     if ((err = lock_take(&p, m, true, &lock_fd, why, why_len)) != 0)
@@ -886,7 +881,7 @@ int qf_fetch_verify(const qf_manifest *m, const char *cache_dir, qf_fetch_result
     uint64_t bytes = 0;
     err = qf_fetch_sha256_file(p.final, hex, &bytes, why, why_len);
     if (err == QF_ENOENT) {
-        err = failf(QF_ENOENT, why, why_len, "dataset %s: not in the cache (%s); `qfleet "
+        err = qf_whyf(QF_ENOENT, why, why_len, "dataset %s: not in the cache (%s); `qfleet "
                     "dataset fetch %s` downloads it", m->name, p.final, m->name);
         goto out;
     }
@@ -899,11 +894,11 @@ int qf_fetch_verify(const qf_manifest *m, const char *cache_dir, qf_fetch_result
         unlink(p.final);
         unlink(p.sum);
         if (size_bad)
-            err = failf(QF_EPARSE, why, why_len, "dataset %s: %s: %" PRIu64 " bytes, the "
+            err = qf_whyf(QF_EPARSE, why, why_len, "dataset %s: %s: %" PRIu64 " bytes, the "
                         "manifest says %s%" PRIu64 "; deleted it", m->name, p.final, bytes,
                         m->size_exact ? "" : "at most ", m->size);
         else
-            err = failf(QF_EPARSE, why, why_len, "dataset %s: %s: sha256 mismatch: expected "
+            err = qf_whyf(QF_EPARSE, why, why_len, "dataset %s: %s: sha256 mismatch: expected "
                         "%s, got %s; deleted it", m->name, p.final, want, hex);
         goto out;
     }

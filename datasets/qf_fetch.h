@@ -62,6 +62,10 @@ typedef struct qf_fetch_result {
  * QF_FETCH_CA_FILE sets ca_file (the string stays the environment's). */
 void qf_fetch_opts_default(qf_fetch_opts *o);
 
+/* The defaults for a fetch inside a job (an agent's child process, a framework adapter): no
+ * progress bar and no retry or lock-wait lines; the outcome is in the result or why. */
+void qf_fetch_opts_quiet(qf_fetch_opts *o);
+
 /* The cache folder (see above) into buf, created with its parents (mode 0755) if missing.
  * QF_EINVAL when neither QF_CACHE_DIR, XDG_CACHE_HOME (absolute) nor HOME is set, QF_EIO
  * when it cannot be created, QF_ETOOBIG when the path does not fit; reason in why. */

@@ -26,18 +26,6 @@ const double qf_eval_pcts[QF_EVAL_NPCT] = { 99.9, 99, 95, 90, 50, 10, 5, 1 };
 static const char k_magic[8] = { 'Q', 'F', 'T', 'O', 'P', 'K', '0', '1' };
 #define MAX_TOPK 1024
 
-__attribute__((format(printf, 4, 5)))
-static int fail(int err, char *why, size_t why_len, const char *fmt, ...)
-{
-    if (why && why_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, why_len, fmt, ap);
-        va_end(ap);
-    }
-    return err;
-}
-
 static double now_s(void)
 {
     struct timespec ts;
@@ -108,10 +96,10 @@ static int read_header(FILE *f, const qf_eval_opts *o, int64_t n_vocab, int *k, 
     uint32_t h[4];
     if (fread(magic, 1, 8, f) != 8 || memcmp(magic, k_magic, 8) != 0 ||
         fread(h, sizeof h[0], 4, f) != 4)
-        return fail(QF_EPARSE, why, why_len, "the baseline file is not a quantfleet top-k "
+        return qf_whyf(QF_EPARSE, why, why_len, "the baseline file is not a quantfleet top-k "
                     "logits file (no QFTOPK01 header)");
     if (h[0] < 1 || h[0] > MAX_TOPK || (int64_t)h[1] != n_vocab || (int64_t)h[2] != o->n_ctx)
-        return fail(QF_EPARSE, why, why_len, "the baseline file holds k = %u over a vocabulary "
+        return qf_whyf(QF_EPARSE, why, why_len, "the baseline file holds k = %u over a vocabulary "
                     "of %u with a context of %u; this run has a vocabulary of %" PRId64 " and "
                     "a context of %" PRId64, h[0], h[1], h[2], n_vocab, o->n_ctx);
     *k = (int)h[0];
@@ -122,19 +110,19 @@ static int read_record(FILE *f, base_pos *b, int64_t n_vocab, char *why, size_t 
 {
     float head[2];
     if (fread(head, sizeof head[0], 2, f) != 2)
-        return fail(QF_EPARSE, why, why_len, "the baseline file ends before this run's last "
+        return qf_whyf(QF_EPARSE, why, why_len, "the baseline file ends before this run's last "
                     "position (was it made from another text or --chunks?)");
     b->lse = head[0];
     b->logp_tok = head[1];
     for (int i = 0; i < b->k; i++) {
         if (fread(&b->ids[i], 4, 1, f) != 1 || fread(&b->vals[i], 4, 1, f) != 1)
-            return fail(QF_EPARSE, why, why_len, "the baseline file is truncated");
+            return qf_whyf(QF_EPARSE, why, why_len, "the baseline file is truncated");
         if (b->ids[i] < 0 || b->ids[i] >= n_vocab || !isfinite(b->vals[i]))
-            return fail(QF_EPARSE, why, why_len, "the baseline file has token id %" PRId32
+            return qf_whyf(QF_EPARSE, why, why_len, "the baseline file has token id %" PRId32
                         " or a non-finite logit", b->ids[i]);
     }
     if (!isfinite(b->lse) || !(b->logp_tok <= 0))
-        return fail(QF_EPARSE, why, why_len, "the baseline file has a non-finite log-sum-exp "
+        return qf_whyf(QF_EPARSE, why, why_len, "the baseline file has a non-finite log-sum-exp "
                     "or a positive log-probability");
     return 0;
 }
@@ -171,15 +159,15 @@ int qf_eval_run(qf_llama *m, qf_llama *base, FILE *base_topk, FILE *save_topk,
     memset(out, 0, sizeof *out);
     const int64_t V = qf_llama_hparams_of(m)->n_vocab, C = o->n_ctx;
     if (C < 8)
-        return fail(QF_ERANGE, why, why_len, "a context of %" PRId64 " (at least 8)", C);
+        return qf_whyf(QF_ERANGE, why, why_len, "a context of %" PRId64 " (at least 8)", C);
     if (base && qf_llama_hparams_of(base)->n_vocab != V)
-        return fail(QF_EPARSE, why, why_len, "the baseline's vocabulary has %" PRId64
+        return qf_whyf(QF_EPARSE, why, why_len, "the baseline's vocabulary has %" PRId64
                     " tokens, the model's %" PRId64, qf_llama_hparams_of(base)->n_vocab, V);
     int64_t nchunks = n / C;
     if (o->chunks > 0 && o->chunks < nchunks)
         nchunks = o->chunks;
     if (nchunks < 1)
-        return fail(QF_ERANGE, why, why_len, "the text has %" PRId64 " tokens, fewer than one "
+        return qf_whyf(QF_ERANGE, why, why_len, "the text has %" PRId64 " tokens, fewer than one "
                     "chunk of %" PRId64 " (lower --ctx or give a longer text)", n, C);
     const int64_t first = C / 2, per_chunk = C - 1 - first;
     const int64_t total = nchunks * per_chunk;
@@ -192,16 +180,16 @@ int qf_eval_run(qf_llama *m, qf_llama *base, FILE *base_topk, FILE *save_topk,
     double *top = malloc((size_t)total * sizeof *top);
     int err = 0;
     if (!bp || !chunk || !ids || !lq || (base && !lp) || !nll || !nll_b || !kld || !dp || !top)
-        err = fail(QF_ENOMEM, why, why_len, "out of memory for %" PRId64 " x %" PRId64
+        err = qf_whyf(QF_ENOMEM, why, why_len, "out of memory for %" PRId64 " x %" PRId64
                    " logits", C, V);
     if (!err && base_topk)
         err = read_header(base_topk, o, V, &bp->k, why, why_len);
     if (!err && save_topk) {
         uint32_t h[4] = { (uint32_t)o->topk, (uint32_t)V, (uint32_t)C, 0 };
         if (o->topk < 1 || o->topk > MAX_TOPK)
-            err = fail(QF_ERANGE, why, why_len, "top-k of %d (1..%d)", o->topk, MAX_TOPK);
+            err = qf_whyf(QF_ERANGE, why, why_len, "top-k of %d (1..%d)", o->topk, MAX_TOPK);
         else if (fwrite(k_magic, 1, 8, save_topk) != 8 || fwrite(h, 4, 4, save_topk) != 4)
-            err = fail(QF_EIO, why, why_len, "cannot write the top-k file");
+            err = qf_whyf(QF_EIO, why, why_len, "cannot write the top-k file");
     }
     const bool has_base = base || base_topk;
     int64_t ns = 0;
@@ -226,7 +214,7 @@ int qf_eval_run(qf_llama *m, qf_llama *base, FILE *base_topk, FILE *save_topk,
             const double logq = (double)q[tok] - lse_q;
             nll[ns] = -logq;
             if (save_topk && write_record(save_topk, q, V, lse_q, logq, o->topk, ids) != 0)
-                err = fail(QF_EIO, why, why_len, "cannot write the top-k file");
+                err = qf_whyf(QF_EIO, why, why_len, "cannot write the top-k file");
             if (!has_base || err)
                 continue;
             if (base) {
@@ -316,7 +304,7 @@ int qf_eval_speed(qf_llama *m, int64_t n_pp, int64_t n_tg, int reps, double *pp_
     int32_t *toks = malloc((size_t)n_pp * sizeof *toks);
     float *logits = malloc((size_t)V * sizeof *logits);
     double *pp = calloc((size_t)reps, sizeof *pp), *tg = calloc((size_t)reps, sizeof *tg);
-    int err = toks && logits && pp && tg ? 0 : fail(QF_ENOMEM, why, why_len, "out of memory");
+    int err = toks && logits && pp && tg ? 0 : qf_whyf(QF_ENOMEM, why, why_len, "out of memory");
     for (int64_t i = 0; i < n_pp && !err; i++)
         toks[i] = (int32_t)((i * 7919 + 13) % V);     /* any valid ids: speed is content-free */
     for (int r = 0; r < reps && !err; r++) {

@@ -65,18 +65,6 @@ struct qf_llama {
     size_t n_owned;
 };
 
-__attribute__((format(printf, 4, 5)))
-static int fail(int err, char *why, size_t why_len, const char *fmt, ...)
-{
-    if (why && why_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, why_len, fmt, ap);
-        va_end(ap);
-    }
-    return err;
-}
-
 /* ---- loading ------------------------------------------------------------------------------ */
 
 static int get_dim(const qf_gguf *g, const char *key, int64_t *out, bool required,
@@ -85,11 +73,11 @@ static int get_dim(const qf_gguf *g, const char *key, int64_t *out, bool require
     int64_t v;
     if (qf_gguf_get_int(g, key, &v) != 0) {
         if (required)
-            return fail(QF_EPARSE, why, why_len, "%s: no integer '%s'", qf_gguf_path(g), key);
+            return qf_whyf(QF_EPARSE, why, why_len, "%s: no integer '%s'", qf_gguf_path(g), key);
         v = dflt;
     }
     if (v < 1 || v > (INT64_C(1) << 24))
-        return fail(QF_EPARSE, why, why_len, "%s: '%s' is %" PRId64 " (1..2^24)",
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: '%s' is %" PRId64 " (1..2^24)",
                     qf_gguf_path(g), key, v);
     *out = v;
     return 0;
@@ -152,32 +140,32 @@ static int find_mat(qf_llama *m, const char *name, int64_t ncols, int64_t nrows,
 {
     const qf_gguf_tensor *t = qf_gguf_find_tensor(m->g, name);
     if (!t)
-        return fail(QF_EPARSE, why, why_len, "%s: no tensor '%s'", qf_gguf_path(m->g), name);
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: no tensor '%s'", qf_gguf_path(m->g), name);
     if (t->n_dims != 2 || t->dims[0] != ncols || t->dims[1] != nrows)
-        return fail(QF_EPARSE, why, why_len, "%s: tensor '%s' is %" PRId64 " x %" PRId64
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: tensor '%s' is %" PRId64 " x %" PRId64
                     " (%u dims), expected %" PRId64 " x %" PRId64, qf_gguf_path(m->g), name,
                     t->dims[0], t->dims[1], t->n_dims, ncols, nrows);
     if (t->format < 0 || !qf_format_get((qf_format)t->format)->weight)
-        return fail(QF_EUNSUP, why, why_len, "%s: tensor '%s' has GGUF type %s, which "
+        return qf_whyf(QF_EUNSUP, why, why_len, "%s: tensor '%s' has GGUF type %s, which "
                     "quantfleet has no kernels for", qf_gguf_path(m->g), name,
                     qf_gguf_type_get(t->type) ? qf_gguf_type_get(t->type)->name : "?");
     qf_format fmt = (qf_format)t->format;
     if (qf_format_check_cols(fmt, ncols) != 0)
-        return fail(QF_EPARSE, why, why_len, "%s: tensor '%s': rows of %" PRId64 " do not fit "
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: tensor '%s': rows of %" PRId64 " do not fit "
                     "%s", qf_gguf_path(m->g), name, ncols, qf_format_get(fmt)->name);
     const void *data = t->data;
     size_t size = t->size;
     if (m->opts.requant && fmt != m->opts.requant_fmt && fits(m->opts.requant_fmt, ncols)) {
         int err = requantize(m, fmt, t->data, nrows, ncols, &data, &size);
         if (err)
-            return fail(err, why, why_len, "%s: tensor '%s': out of memory requantizing it "
+            return qf_whyf(err, why, why_len, "%s: tensor '%s': out of memory requantizing it "
                         "to %s", qf_gguf_path(m->g), name,
                         qf_format_get(m->opts.requant_fmt)->name);
         fmt = m->opts.requant_fmt;
     }
     qf_isa isa = m->opts.force_isa ? m->opts.isa : qf_isa_best();
     if (qf_kernels_get(isa, fmt, &out->ks) != 0)
-        return fail(QF_EUNSUP, why, why_len, "the %s kernels do not run here", qf_isa_name(isa));
+        return qf_whyf(QF_EUNSUP, why, why_len, "the %s kernels do not run here", qf_isa_name(isa));
     out->data = data;
     out->nrows = nrows;
     out->ncols = ncols;
@@ -191,10 +179,10 @@ static int find_vec(qf_llama *m, const char *name, int64_t n, const float **out,
     const qf_gguf_tensor *t = qf_gguf_find_tensor(m->g, name);
     *out = NULL;
     if (!t)
-        return required ? fail(QF_EPARSE, why, why_len, "%s: no tensor '%s'",
+        return required ? qf_whyf(QF_EPARSE, why, why_len, "%s: no tensor '%s'",
                                qf_gguf_path(m->g), name) : 0;
     if (t->format != QF_FMT_F32 || t->n_dims != 1 || t->dims[0] != n)
-        return fail(QF_EPARSE, why, why_len, "%s: tensor '%s' must be f32 of %" PRId64
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: tensor '%s' must be f32 of %" PRId64
                     " values", qf_gguf_path(m->g), name, n);
     *out = t->data;
     m->weight_bytes += t->size;
@@ -206,9 +194,9 @@ static int read_hparams(qf_llama *m, char *why, size_t why_len)
     const qf_gguf *g = m->g;
     const char *arch = NULL;
     if (qf_gguf_get_str(g, "general.architecture", &arch) != 0)
-        return fail(QF_EPARSE, why, why_len, "%s: no 'general.architecture'", qf_gguf_path(g));
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: no 'general.architecture'", qf_gguf_path(g));
     if (strcmp(arch, "llama") != 0)
-        return fail(QF_EUNSUP, why, why_len, "%s: architecture '%s' (this engine runs 'llama')",
+        return qf_whyf(QF_EUNSUP, why, why_len, "%s: architecture '%s' (this engine runs 'llama')",
                     qf_gguf_path(g), arch);
     qf_llama_hparams *h = &m->hp;
     int err;
@@ -221,7 +209,7 @@ static int read_hparams(qf_llama *m, char *why, size_t why_len)
         (err = get_dim(g, "llama.context_length", &h->n_ctx_train, false, 2048, why, why_len)))
         return err;
     if (h->n_embd % h->n_head != 0 || h->n_head % h->n_head_kv != 0)
-        return fail(QF_EPARSE, why, why_len, "%s: %" PRId64 " heads over an embedding of %"
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: %" PRId64 " heads over an embedding of %"
                     PRId64 " and %" PRId64 " KV heads do not divide", qf_gguf_path(g),
                     h->n_head, h->n_embd, h->n_head_kv);
     h->head_dim = h->n_embd / h->n_head;
@@ -229,13 +217,13 @@ static int read_hparams(qf_llama *m, char *why, size_t why_len)
                        why_len)))
         return err;
     if (h->n_rot > h->head_dim || h->n_rot % 2 != 0)
-        return fail(QF_EPARSE, why, why_len, "%s: rope dimension %" PRId64 " (even, at most "
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: rope dimension %" PRId64 " (even, at most "
                     "the head size %" PRId64 ")", qf_gguf_path(g), h->n_rot, h->head_dim);
     get_float(g, "llama.attention.layer_norm_rms_epsilon", 1e-5f, &h->rms_eps);
     get_float(g, "llama.rope.freq_base", 10000.0f, &h->rope_base);
     const qf_gguf_tensor *emb = qf_gguf_find_tensor(g, "token_embd.weight");
     if (!emb || emb->n_dims != 2)
-        return fail(QF_EPARSE, why, why_len, "%s: no 2-D tensor 'token_embd.weight'",
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: no 2-D tensor 'token_embd.weight'",
                     qf_gguf_path(g));
     h->n_vocab = emb->dims[1];
     return 0;
@@ -259,7 +247,7 @@ static int load_tensors(qf_llama *m, char *why, size_t why_len)
     }
     m->layers = calloc((size_t)h->n_layer, sizeof *m->layers);
     if (!m->layers)
-        return fail(QF_ENOMEM, why, why_len, "out of memory for %" PRId64 " layers", h->n_layer);
+        return qf_whyf(QF_ENOMEM, why, why_len, "out of memory for %" PRId64 " layers", h->n_layer);
     for (int64_t i = 0; i < h->n_layer; i++) {
         layer *l = &m->layers[i];
         char n[64];
@@ -306,12 +294,12 @@ static int alloc_state(qf_llama *m, char *why, size_t why_len)
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         *bufs[i].p = malloc(bufs[i].count * sizeof(float));
         if (!*bufs[i].p)
-            return fail(QF_ENOMEM, why, why_len, "out of memory for the model's state (%zu "
+            return qf_whyf(QF_ENOMEM, why, why_len, "out of memory for the model's state (%zu "
                         "floats; lower --ctx)", bufs[i].count);
         m->state_bytes += bufs[i].count * sizeof(float);
     }
     if (!(m->scratch = malloc(scratch)))
-        return fail(QF_ENOMEM, why, why_len, "out of memory for %zu bytes of scratch", scratch);
+        return qf_whyf(QF_ENOMEM, why, why_len, "out of memory for %zu bytes of scratch", scratch);
     m->state_bytes += scratch;
     return 0;
 }
@@ -322,11 +310,11 @@ int qf_llama_load(const char *path, const qf_llama_opts *opts, qf_llama **out, c
     assert(path && opts && out && opts->threads >= 1);
     *out = NULL;
     if (opts->n_ctx < 1 || opts->n_ctx > (1 << 20))
-        return fail(QF_ERANGE, why, why_len, "a context of %" PRId64 " positions (1..2^20)",
+        return qf_whyf(QF_ERANGE, why, why_len, "a context of %" PRId64 " positions (1..2^20)",
                     opts->n_ctx);
     qf_llama *m = calloc(1, sizeof *m);
     if (!m)
-        return fail(QF_ENOMEM, why, why_len, "out of memory");
+        return qf_whyf(QF_ENOMEM, why, why_len, "out of memory");
     m->opts = *opts;
     switch (opts->force_isa ? opts->isa : qf_isa_best()) {
     case QF_ISA_AVX512: m->kq_lanes = 16; break;
@@ -341,7 +329,7 @@ int qf_llama_load(const char *path, const qf_llama_opts *opts, qf_llama **out, c
     if (!err)
         err = alloc_state(m, why, why_len);
     if (!err && (err = qf_pool_new(opts->threads, true, &m->pool)) != 0)
-        fail(err, why, why_len, "cannot start %d threads", opts->threads);
+        qf_whyf(err, why, why_len, "cannot start %d threads", opts->threads);
     if (err) {
         qf_llama_destroy(&m);
         return err;
@@ -514,11 +502,11 @@ int qf_llama_forward(qf_llama *m, const int32_t *tokens, int64_t n, bool all_log
     const int64_t d = h->n_embd, dkv = h->head_dim * h->n_head_kv, ff = h->n_ff;
     const int64_t pos0 = m->pos;
     if (n > m->opts.n_ctx - pos0)
-        return fail(QF_ERANGE, why, why_len, "%" PRId64 " tokens at position %" PRId64
+        return qf_whyf(QF_ERANGE, why, why_len, "%" PRId64 " tokens at position %" PRId64
                     " overflow the context of %" PRId64, n, pos0, m->opts.n_ctx);
     for (int64_t t = 0; t < n; t++) {
         if (tokens[t] < 0 || tokens[t] >= h->n_vocab)
-            return fail(QF_ERANGE, why, why_len, "token %" PRId64 " is id %" PRId32 ", outside "
+            return qf_whyf(QF_ERANGE, why, why_len, "token %" PRId64 " is id %" PRId32 ", outside "
                         "the vocabulary of %" PRId64, t, tokens[t], h->n_vocab);
         const size_t rs = qf_format_row_size(m->embd.ks.fmt, d);
         m->embd.ks.dequantize((const char *)m->embd.data + (size_t)tokens[t] * rs, m->x + t * d,

@@ -87,18 +87,6 @@ static int32_t table_get(const table *t, const char *s, size_t len)
     }
 }
 
-__attribute__((format(printf, 4, 5)))
-static int fail(int err, char *why, size_t why_len, const char *fmt, ...)
-{
-    if (why && why_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, why_len, fmt, ap);
-        va_end(ap);
-    }
-    return err;
-}
-
 static size_t put_utf8(char *out, unsigned cp)
 {
     if (cp < 0x80) {
@@ -133,33 +121,33 @@ int qf_tokenizer_new(const qf_gguf *g, qf_tokenizer **out, char *why, size_t why
     *out = NULL;
     const char *model = NULL, *pre = NULL;
     if (qf_gguf_get_str(g, "tokenizer.ggml.model", &model) != 0)
-        return fail(QF_EPARSE, why, why_len, "%s: no 'tokenizer.ggml.model'", qf_gguf_path(g));
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: no 'tokenizer.ggml.model'", qf_gguf_path(g));
     enum tok_model kind;
     if (strcmp(model, "gpt2") == 0)
         kind = TOK_GPT2;
     else if (strcmp(model, "llama") == 0)
         kind = TOK_SPM;
     else
-        return fail(QF_EUNSUP, why, why_len, "%s: tokenizer model '%s' (gpt2 and llama are "
+        return qf_whyf(QF_EUNSUP, why, why_len, "%s: tokenizer model '%s' (gpt2 and llama are "
                     "supported)", qf_gguf_path(g), model);
     const void *tokens = NULL, *merges = NULL, *scores = NULL;
     uint64_t ntok = 0, nmerge = 0, nscore = 0;
     if (qf_gguf_get_arr(g, "tokenizer.ggml.tokens", QF_GGUF_STRING, &tokens, &ntok) != 0 ||
         ntok == 0 || ntok > (1u << 24))
-        return fail(QF_EPARSE, why, why_len, "%s: 'tokenizer.ggml.tokens' is not a string "
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: 'tokenizer.ggml.tokens' is not a string "
                     "array of 1..2^24 tokens", qf_gguf_path(g));
     if (kind == TOK_GPT2 &&
         qf_gguf_get_arr(g, "tokenizer.ggml.merges", QF_GGUF_STRING, &merges, &nmerge) != 0)
-        return fail(QF_EPARSE, why, why_len, "%s: a gpt2 tokenizer without "
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: a gpt2 tokenizer without "
                     "'tokenizer.ggml.merges'", qf_gguf_path(g));
     if (kind == TOK_SPM &&
         (qf_gguf_get_arr(g, "tokenizer.ggml.scores", QF_GGUF_F32, &scores, &nscore) != 0 ||
          nscore != ntok))
-        return fail(QF_EPARSE, why, why_len, "%s: a llama tokenizer needs "
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: a llama tokenizer needs "
                     "'tokenizer.ggml.scores', one per token", qf_gguf_path(g));
     qf_tokenizer *t = calloc(1, sizeof *t);
     if (!t)
-        return fail(QF_ENOMEM, why, why_len, "out of memory");
+        return qf_whyf(QF_ENOMEM, why, why_len, "out of memory");
     t->model = kind;
     t->n_vocab = (int64_t)ntok;
     t->scores = scores;
@@ -175,7 +163,7 @@ int qf_tokenizer_new(const qf_gguf *g, qf_tokenizer **out, char *why, size_t why
     byte_map(t);
     if (table_init(&t->vocab, ntok) != 0 || table_init(&t->merges, nmerge) != 0) {
         qf_tokenizer_destroy(&t);
-        return fail(QF_ENOMEM, why, why_len, "out of memory for %llu tokens",
+        return qf_whyf(QF_ENOMEM, why, why_len, "out of memory for %llu tokens",
                     (unsigned long long)ntok);
     }
     const qf_gguf_str *ts = tokens, *ms = merges;

@@ -946,6 +946,34 @@ static int report_duplicate(ctx *c, const draft *dr, const qf_job_spec *s, const
                  s->selector[0] ? "}" : "");
 }
 
+/* Enters jobs[j] into the open-addressing table of job indices + 1: 0 when it is new, else
+ * the index + 1 of the equal job already there. */
+static size_t place(const qf_job_spec *jobs, size_t j, uint32_t *table, size_t cap)
+{
+    size_t h = (size_t)job_hash(&jobs[j]) & (cap - 1);
+    while (table[h] && !same_job(&jobs[table[h] - 1], &jobs[j]))
+        h = (h + 1) & (cap - 1);
+    if (table[h])
+        return table[h];
+    table[h] = (uint32_t)(j + 1);
+    return 0;
+}
+
+/* A framework or eval job filled in at jobs[*j]: validated and entered (then *j moves on), or
+ * an error at `at` under the suite key what. */
+static int add_extra(ctx *c, qf_job_spec *jobs, size_t *j, uint32_t *table, size_t cap,
+                     yaml_mark_t at, const char *what)
+{
+    char why[QF_JOB_ERROR_MAX], key[QF_JOB_KEY_MAX];
+    qf_job_key(&jobs[*j], key);
+    if (qf_job_spec_validate(&jobs[*j], why, sizeof why) != 0)
+        return failf(c, QF_EINVAL, at, "%s: job %s: %s", what, key, why);
+    if (place(jobs, *j, table, cap))
+        return failf(c, QF_EINVAL, at, "%s: job %s is listed twice", what, key);
+    (*j)++;
+    return 0;
+}
+
 /* The sorted selector dev (read_devices' form) with term added in its sorted place, into out;
  * the length it needed (>= cap: it did not fit). dev < QF_JOB_SELECTOR_MAX, term < 32 bytes. */
 static int selector_with(const char *dev, const char *term, char *out, size_t cap)
@@ -1023,14 +1051,12 @@ static int expand(ctx *c, const draft *dr, size_t n, qf_job_spec **out_jobs)
                             "shapes: job %s: %s", key, why);
                 break;
             }
-            size_t h = (size_t)job_hash(s) & (cap - 1);
-            while (table[h] && !same_job(&jobs[table[h] - 1], s))
-                h = (h + 1) & (cap - 1);
-            if (table[h]) {
-                err = report_duplicate(c, dr, s, &combos[table[h] - 1], &k);
+            size_t dup = place(jobs, j, table, cap);
+            if (dup) {
+                err = report_duplicate(c, dr, s, &combos[dup - 1], &k);
                 break;
             }
-            table[h] = (uint32_t)++j;
+            j++;
         }
     }
     /* then the framework jobs: each framework's formats over the same datasets, shapes,
@@ -1060,29 +1086,13 @@ static int expand(ctx *c, const draft *dr, size_t n, qf_job_spec **out_jobs)
             s->warmup = dr->warmup;
             s->timeout_ms = dr->timeout_ms;
             s->priority = dr->priority;
-            char why[QF_JOB_ERROR_MAX], key[QF_JOB_KEY_MAX];
             if (w < 0 || (size_t)w >= sizeof s->selector) {
                 err = failf(c, QF_EINVAL, fw->at, "frameworks: %s: the device selector {%s} "
                             "with backend=%s is longer than %d bytes", fw->name, dev, fw->name,
                             QF_JOB_SELECTOR_MAX - 1);
                 break;
             }
-            if (qf_job_spec_validate(s, why, sizeof why) != 0) {
-                qf_job_key(s, key);
-                err = failf(c, QF_EINVAL, fw->formats.v[k.i[1]].at, "frameworks: %s: job %s: %s",
-                            fw->name, key, why);
-                break;
-            }
-            size_t h = (size_t)job_hash(s) & (cap - 1);
-            while (table[h] && !same_job(&jobs[table[h] - 1], s))
-                h = (h + 1) & (cap - 1);
-            if (table[h]) {
-                qf_job_key(s, key);
-                err = failf(c, QF_EINVAL, fw->formats.v[k.i[1]].at, "frameworks: %s: job %s is "
-                            "listed twice", fw->name, key);
-                break;
-            }
-            table[h] = (uint32_t)++j;
+            err = add_extra(c, jobs, &j, table, cap, fw->formats.v[k.i[1]].at, "frameworks");
         }
     }
     /* then the eval jobs: each model's formats over threads, seeds and devices */
@@ -1106,21 +1116,7 @@ static int expand(ctx *c, const draft *dr, size_t n, qf_job_spec **out_jobs)
             s->warmup = 0;
             s->timeout_ms = dr->timeout_ms;
             s->priority = dr->priority;
-            char why[QF_JOB_ERROR_MAX], key[QF_JOB_KEY_MAX];
-            if (qf_job_spec_validate(s, why, sizeof why) != 0) {
-                err = failf(c, QF_EINVAL, me->at, "models: %s", why);
-                break;
-            }
-            size_t h = (size_t)job_hash(s) & (cap - 1);
-            while (table[h] && !same_job(&jobs[table[h] - 1], s))
-                h = (h + 1) & (cap - 1);
-            if (table[h]) {
-                qf_job_key(s, key);
-                err = failf(c, QF_EINVAL, me->formats.v[k.i[1]].at, "models: job %s is listed "
-                            "twice", key);
-                break;
-            }
-            table[h] = (uint32_t)++j;
+            err = add_extra(c, jobs, &j, table, cap, me->formats.v[k.i[1]].at, "models");
         }
     }
     assert(err || j == n);

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "qf_err.h"
+#include "qf_kernels.h"
 #include "qf_llama.h"
 
 #define VOCAB 300
@@ -189,14 +190,21 @@ static void test_matches_llama_cpp(void **state)
     (void)state;
     if (!llama_cpp_or_skip())
         return;
-    /* llama.cpp and we quantize the activations the same way and round the KV cache to f16
-     * the same way: the first position (where attention is the identity) agrees to 3e-7.
-     * Later positions differ by the order of float sums and RoPE's angles (ours in double):
-     * 1e-3 of the largest logit for f32 and f16; for q8_0 and q4_0, 1.5e-2, which stays
-     * unexplained (rounding Q to f16 as ggml's KQ product does changes nothing; see
-     * docs/metrics.md). Top-1 agrees everywhere. Relative to the largest logit: */
-    static const struct { const char *type; double tol; } k_types[] = {
-        { "f32", 2e-3 }, { "f16", 2e-3 }, { "q8_0", 2.5e-2 }, { "q4_0", 2.5e-2 },
+    /* llama.cpp's default context uses flash attention on the CPU (flash_attn "auto"); our
+     * engine computes attention as that does for one query row (Q and the value accumulator in
+     * f16, online softmax, ggml's K.Q summation order on this ISA) and RoPE with ggml's float
+     * angles. Measured on an AVX-512 host (ggml's zen4 CPU variant): q8_0 agrees to 9e-8 of the
+     * largest logit, q4_0 to 6e-5 (one rounding flip that does not spread); f32 to 1.2e-4 and
+     * f16 to 4e-4, the float matrix products' summation order (1.7e-5 and 3.9e-4 already at the
+     * first position) amplified by the f16 roundings. A single flipped rounding in a quantized
+     * model moves logits by ~1% (docs/metrics.md): with ggml's AVX2 variant one does at the
+     * second position for q8_0 and q4_0 (1.1e-2 and 1.3e-2), a cause not found yet, so off
+     * AVX-512 the quantized types keep the old bound. Top-1 agrees everywhere. Relative to the
+     * largest logit: */
+    const bool avx512 = qf_isa_best() == QF_ISA_AVX512;
+    const struct { const char *type; double tol; } k_types[] = {
+        { "f32", 5e-4 }, { "f16", 1e-3 }, { "q8_0", avx512 ? 1e-3 : 2.5e-2 },
+        { "q4_0", avx512 ? 1e-3 : 2.5e-2 },
     };
     char ids[256] = "";
     for (int64_t i = 0; i < NPROMPT; i++)

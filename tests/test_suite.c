@@ -321,7 +321,7 @@ static const struct bad_case {
     { "model without text", BASE "models: [{model: manifest:m, formats: [q4_0]}]\n", QF_EINVAL,
       "t.yaml:6:10: ", "each needs model, text and formats" },
     { "model bad text", BASE "models: [{model: manifest:m, text: 'text:a b', formats: [q4_0]}]\n",
-      QF_EINVAL, "t.yaml:6:10: ", "text:NAME" },
+      QF_EINVAL, "t.yaml:6:58: ", "text:NAME" },
     { "model ctx", BASE "models: [{model: manifest:m, text: text:a, formats: [q4_0], ctx: 8}]\n",
       QF_EINVAL, "t.yaml:6:66: ", "models: ctx" },
     { "key twice", BASE "ops: [matvec]\n", QF_EINVAL, "t.yaml:6:1: ",
