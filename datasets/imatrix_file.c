@@ -35,20 +35,6 @@ struct qf_imatrix_file {
     size_t            n;
 };
 
-static int fail(char *why, size_t why_len, int err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *why, size_t why_len, int err, const char *fmt, ...)
-{
-    if (why && why_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, why_len, fmt, ap);
-        va_end(ap);
-    }
-    return err;
-}
-
 void qf_imatrix_file_destroy(qf_imatrix_file **m)
 {
     if (!m || !*m)
@@ -88,12 +74,12 @@ static int check_entry(const char *path, const qf_imatrix_file *m, size_t idx, c
     const qf_imatrix_entry *e = &m->e[idx];
     for (int64_t i = 0; i < e->nval; i++)
         if (!isfinite(e->values[i]) || e->values[i] < 0.0f)
-            return fail(why, why_len, QF_EPARSE, "%s: entry %zu ('%s'): value %" PRId64 " is "
+            return qf_whyf(QF_EPARSE, why, why_len, "%s: entry %zu ('%s'): value %" PRId64 " is "
                         "%g (importances are finite and >= 0)", path, idx, e->name, i,
                         (double)e->values[i]);
     for (size_t j = 0; j < idx; j++)
         if (strcmp(m->e[j].name, e->name) == 0)
-            return fail(why, why_len, QF_EPARSE, "%s: entries %zu and %zu are both '%s'", path,
+            return qf_whyf(QF_EPARSE, why, why_len, "%s: entries %zu and %zu are both '%s'", path,
                         j, idx, e->name);
     return 0;
 }
@@ -144,19 +130,19 @@ static int read_whole(const char *path, uint8_t **buf, size_t *size, char *why, 
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return fail(why, why_len, errno == ENOENT ? QF_ENOENT : QF_EIO, "%s: cannot open: %s",
+        return qf_whyf(errno == ENOENT ? QF_ENOENT : QF_EIO, why, why_len, "%s: cannot open: %s",
                     path, strerror(errno));
     struct stat sb;
     int err = 0;
     if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode))
-        err = fail(why, why_len, QF_EIO, "%s: not a regular file", path);
+        err = qf_whyf(QF_EIO, why, why_len, "%s: not a regular file", path);
     else if ((unsigned long long)sb.st_size > MAX_FILE_BYTES)
-        err = fail(why, why_len, QF_ETOOBIG, "%s: %lld bytes, over the %llu GiB limit", path,
+        err = qf_whyf(QF_ETOOBIG, why, why_len, "%s: %lld bytes, over the %llu GiB limit", path,
                    (long long)sb.st_size, MAX_FILE_BYTES >> 30);
     else if (!(*buf = malloc(sb.st_size ? (size_t)sb.st_size : 1)))
         err = QF_ENOMEM;
     else if (fread(*buf, 1, (size_t)sb.st_size, f) != (size_t)sb.st_size)
-        err = fail(why, why_len, QF_EIO, "%s: read error", path);
+        err = qf_whyf(QF_EIO, why, why_len, "%s: read error", path);
     fclose(f);
     if (err) {
         free(*buf);
@@ -173,10 +159,10 @@ static int dat_entry(const char *path, cursor *c, qf_imatrix_file *m, char *why,
     const size_t idx = m->n, start = at(c);
     int32_t len, ncall, nval;
     if (!take_i32(c, &len))
-        return fail(why, why_len, QF_EPARSE, "%s: entry %zu at byte %zu: truncated (no name "
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: entry %zu at byte %zu: truncated (no name "
                     "length)", path, idx, start);
     if (len <= 0 || (size_t)len > c->left)
-        return fail(why, why_len, QF_EPARSE, "%s: entry %zu at byte %zu: name length %" PRId32
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: entry %zu at byte %zu: name length %" PRId32
                     " (%zu bytes left in the file)", path, idx, start, len, c->left);
     char *name = malloc((size_t)len + 1);
     if (!name)
@@ -187,16 +173,16 @@ static int dat_entry(const char *path, cursor *c, qf_imatrix_file *m, char *why,
     e->name = name;
     m->n++;                                   /* owned by m from here on */
     if (strlen(name) != (size_t)len)
-        return fail(why, why_len, QF_EPARSE, "%s: entry %zu: its name holds a NUL byte", path,
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: entry %zu: its name holds a NUL byte", path,
                     idx);
     if (!take_i32(c, &ncall) || !take_i32(c, &nval))
-        return fail(why, why_len, QF_EPARSE, "%s: entry %zu ('%s'): truncated (no call and "
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: entry %zu ('%s'): truncated (no call and "
                     "value counts)", path, idx, name);
     if (ncall < 0)
-        return fail(why, why_len, QF_EPARSE, "%s: entry %zu ('%s'): call count %" PRId32
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: entry %zu ('%s'): call count %" PRId32
                     " is negative", path, idx, name, ncall);
     if (nval < 1 || (size_t)nval > c->left / 4)
-        return fail(why, why_len, QF_EPARSE, "%s: entry %zu ('%s'): %" PRId32 " values (%zu "
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: entry %zu ('%s'): %" PRId32 " values (%zu "
                     "bytes left in the file hold at most %zu)", path, idx, name, nval, c->left,
                     c->left / 4);
     float *v = malloc((size_t)nval * sizeof *v);
@@ -222,13 +208,13 @@ static int dat_trailer(const char *path, cursor *c, qf_imatrix_file *m, char *wh
     if (trailing == 0)
         return 0;
     if (!take_i32(c, &chunks) || chunks < 0)
-        return fail(why, why_len, QF_EPARSE, "%s: at byte %zu, after the last entry: %zu "
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: at byte %zu, after the last entry: %zu "
                     "bytes that are not a chunk count", path, start, trailing);
     m->chunks = chunks;
     if (c->left == 0)
         return 0;
     if (!take_i32(c, &len) || len < 0 || (size_t)len != c->left)
-        return fail(why, why_len, QF_EPARSE, "%s: at byte %zu, after the chunk count: the "
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: at byte %zu, after the chunk count: the "
                     "dataset name's length %" PRId32 " does not match the %zu bytes left", path,
                     start + 4, len, c->left);
     free(m->dataset);
@@ -245,13 +231,13 @@ static int open_dat(const char *path, const uint8_t *buf, size_t size, qf_imatri
     cursor c = { .p = buf, .left = size, .size = size };
     int32_t n;
     if (!take_i32(&c, &n))
-        return fail(why, why_len, QF_EPARSE, "%s: %zu bytes: too short for an imatrix file "
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: %zu bytes: too short for an imatrix file "
                     "(neither GGUF nor the legacy format's entry count)", path, size);
     if (n < 1)
-        return fail(why, why_len, QF_EPARSE, "%s: legacy imatrix with entry count %" PRId32
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: legacy imatrix with entry count %" PRId32
                     " (at least 1)", path, n);
     if ((size_t)n > c.left / DAT_MIN_ENTRY)
-        return fail(why, why_len, QF_EPARSE, "%s: legacy imatrix with entry count %" PRId32
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: legacy imatrix with entry count %" PRId32
                     ": the file's %zu bytes hold at most %zu", path, n, size,
                     c.left / DAT_MIN_ENTRY);
     if (!(m->e = calloc((size_t)n, sizeof *m->e)))
@@ -308,15 +294,15 @@ static int gguf_entry(const char *path, const char *base, const qf_gguf_tensor *
 {
     const size_t idx = m->n;
     if (!sums || !counts)
-        return fail(why, why_len, QF_EPARSE, "%s: entry '%s' has %s but no %s", path, base,
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: entry '%s' has %s but no %s", path, base,
                     sums ? "in_sum2" : "counts", sums ? "counts" : "in_sum2");
     const qf_gguf_tensor *bad = sums->type != 0 ? sums : counts->type != 0 ? counts : NULL;
     if (bad)
-        return fail(why, why_len, QF_EPARSE, "%s: tensor '%s' has type %s (imatrix tensors "
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: tensor '%s' has type %s (imatrix tensors "
                     "are F32)", path, bad->name, qf_gguf_type_get(bad->type)->name);
     const int64_t ncols = sums->dims[0], nval = elements(sums), nmat = nval / ncols;
     if (elements(counts) != nmat)
-        return fail(why, why_len, QF_EPARSE, "%s: entry '%s': %" PRId64 " counts for %" PRId64
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: entry '%s': %" PRId64 " counts for %" PRId64
                     " matrices of in_sum2", path, base, elements(counts), nmat);
     char *name = strdup(base);
     float *v = malloc((size_t)nval * sizeof *v);
@@ -331,12 +317,12 @@ static int gguf_entry(const char *path, const char *base, const qf_gguf_tensor *
     for (int64_t j = 0; j < nmat; j++) {
         const float count = f32_at(counts, j);
         if (!isfinite(count) || count < 0.0f)
-            return fail(why, why_len, QF_EPARSE, "%s: entry '%s': count %" PRId64 " is %g "
+            return qf_whyf(QF_EPARSE, why, why_len, "%s: entry '%s': count %" PRId64 " is %g "
                         "(counts are finite and >= 0)", path, base, j, (double)count);
         for (int64_t i = 0; i < ncols; i++) {
             const float s = f32_at(sums, j * ncols + i);
             if (!isfinite(s) || s < 0.0f)
-                return fail(why, why_len, QF_EPARSE, "%s: entry '%s': in_sum2 value %" PRId64
+                return qf_whyf(QF_EPARSE, why, why_len, "%s: entry '%s': in_sum2 value %" PRId64
                             " is %g (sums of squares are finite and >= 0)", path, base,
                             j * ncols + i, (double)s);
             v[j * ncols + i] = count > 0.0f ? s / count : 1.0f;
@@ -355,11 +341,11 @@ static int gguf_meta(const char *path, const qf_gguf *g, qf_imatrix_file *m, cha
     if (qf_gguf_get_arr(g, KEY_DATASETS, QF_GGUF_STRING, &arr, &n) != 0 ||
         qf_gguf_get_int(g, KEY_CHUNK_COUNT, &chunks) != 0 ||
         qf_gguf_get_int(g, KEY_CHUNK_SIZE, &chunk_size) != 0)
-        return fail(why, why_len, QF_EPARSE, "%s: GGUF without the imatrix keys " KEY_DATASETS
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: GGUF without the imatrix keys " KEY_DATASETS
                     " (string array), " KEY_CHUNK_COUNT " and " KEY_CHUNK_SIZE " (integers): "
                     "not an imatrix file", path);
     if (chunks < 0 || chunk_size < 0)
-        return fail(why, why_len, QF_EPARSE, "%s: negative " KEY_CHUNK_COUNT " or "
+        return qf_whyf(QF_EPARSE, why, why_len, "%s: negative " KEY_CHUNK_COUNT " or "
                     KEY_CHUNK_SIZE, path);
     m->chunks = chunks;
     if (n > 0) {
@@ -379,7 +365,7 @@ static int open_gguf(const char *path, qf_imatrix_file *m, char *why, size_t why
         return err;
     const size_t nt = qf_gguf_tensor_count(g);
     if (nt == 0) {
-        err = fail(why, why_len, QF_EPARSE, "%s: GGUF imatrix with no tensors", path);
+        err = qf_whyf(QF_EPARSE, why, why_len, "%s: GGUF imatrix with no tensors", path);
         goto out;
     }
     if ((err = gguf_meta(path, g, m, why, why_len)))
@@ -410,7 +396,7 @@ static int open_gguf(const char *path, qf_imatrix_file *m, char *why, size_t why
         err = gguf_entry(path, base, sums, counts, m, why, why_len);
     }
     if (!err && m->n == 0)
-        err = fail(why, why_len, QF_EPARSE, "%s: GGUF with no <name>.in_sum2 / <name>.counts "
+        err = qf_whyf(QF_EPARSE, why, why_len, "%s: GGUF with no <name>.in_sum2 / <name>.counts "
                    "tensor pairs: not an imatrix file", path);
     if (!err)
         qsort(m->e, m->n, sizeof *m->e, by_name);

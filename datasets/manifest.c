@@ -72,18 +72,6 @@ const char *qf_manifest_format_name(qf_manifest_format f)
     return k_format_names[f];
 }
 
-__attribute__((format(printf, 3, 4)))
-static int failf(char *why, size_t why_len, const char *fmt, ...)
-{
-    if (why && why_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, why_len, fmt, ap);
-        va_end(ap);
-    }
-    return QF_EINVAL;
-}
-
 static bool is_name_char(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -118,19 +106,19 @@ int qf_manifest_ref_parse(const char *ref, char name[QF_MANIFEST_NAME_MAX],
     assert(ref);
     size_t plen = strlen(QF_MANIFEST_REF_PREFIX);
     if (strncmp(ref, QF_MANIFEST_REF_PREFIX, plen) != 0)
-        return failf(why, why_len, "'%.80s' does not start with '%s'", ref,
+        return qf_whyf(QF_EINVAL, why, why_len, "'%.80s' does not start with '%s'", ref,
                      QF_MANIFEST_REF_PREFIX);
     const char *n = ref + plen;
     const char *slash = strchr(n, '/');
     size_t nlen = slash ? (size_t)(slash - n) : strlen(n);
     if (!segment_valid(n, nlen, QF_MANIFEST_NAME_MAX))
-        return failf(why, why_len, "'%.80s': the manifest name must be 1 to %d characters of "
+        return qf_whyf(QF_EINVAL, why, why_len, "'%.80s': the manifest name must be 1 to %d characters of "
                      "A-Z a-z 0-9 . _ -, starting with a letter or digit, without '..'", ref,
                      QF_MANIFEST_NAME_MAX - 1);
     const char *t = slash ? slash + 1 : "";
     size_t tlen = strlen(t);
     if (slash && !segment_valid(t, tlen, QF_MANIFEST_TENSOR_MAX))
-        return failf(why, why_len, "'%.80s': the tensor name after '/' must be 1 to %d "
+        return qf_whyf(QF_EINVAL, why, why_len, "'%.80s': the tensor name after '/' must be 1 to %d "
                      "characters of A-Z a-z 0-9 . _ -, starting with a letter or digit", ref,
                      QF_MANIFEST_TENSOR_MAX - 1);
     if (name) {
@@ -602,13 +590,13 @@ static int slurp(const char *path, char **out, size_t *len, char *why, size_t wh
     FILE *f = fopen(path, "rb");
     if (!f) {
         int e = errno;
-        failf(why, why_len, "%s: cannot open: %s", path, strerror(e));
+        qf_whyf(QF_EINVAL, why, why_len, "%s: cannot open: %s", path, strerror(e));
         return e == ENOENT ? QF_ENOENT : QF_EIO;
     }
     char *buf = malloc(MANIFEST_MAX_BYTES + 1);
     if (!buf) {
         fclose(f);
-        failf(why, why_len, "%s: out of memory", path);
+        qf_whyf(QF_EINVAL, why, why_len, "%s: out of memory", path);
         return QF_ENOMEM;
     }
     size_t n = fread(buf, 1, MANIFEST_MAX_BYTES + 1, f);
@@ -616,7 +604,7 @@ static int slurp(const char *path, char **out, size_t *len, char *why, size_t wh
     fclose(f);
     if (bad || n > MANIFEST_MAX_BYTES) {
         free(buf);
-        failf(why, why_len, bad ? "%s: read error" : "%s: over %u bytes; a manifest is a few "
+        qf_whyf(QF_EINVAL, why, why_len, bad ? "%s: read error" : "%s: over %u bytes; a manifest is a few "
               "lines", path, MANIFEST_MAX_BYTES);
         return bad ? QF_EIO : QF_ETOOBIG;
     }
@@ -631,7 +619,7 @@ int qf_manifest_load(const char *path, qf_manifest *m, char *why, size_t why_len
     assert(path && m);
     memset(m, 0, sizeof *m);
     if (strlen(path) >= sizeof m->path) {
-        failf(why, why_len, "%.80s...: path too long", path);
+        qf_whyf(QF_EINVAL, why, why_len, "%.80s...: path too long", path);
         return QF_ETOOBIG;
     }
     char *text;
@@ -643,7 +631,7 @@ int qf_manifest_load(const char *path, qf_manifest *m, char *why, size_t why_len
     ctx c = { .file = path, .why = why, .why_len = why_len };
     if (!yaml_parser_initialize(&c.parser)) {
         free(text);
-        failf(why, why_len, "%s: out of memory", path);
+        qf_whyf(QF_EINVAL, why, why_len, "%s: out of memory", path);
         return QF_ENOMEM;
     }
     yaml_parser_set_input_string(&c.parser, (const unsigned char *)text, len);
@@ -673,21 +661,21 @@ int qf_manifest_find(const char *dir, const char *name, qf_manifest *m, char *wh
     assert(dir && name && m);
     memset(m, 0, sizeof *m);
     if (!qf_manifest_name_valid(name))
-        return failf(why, why_len, "'%.80s' is not a valid manifest name", name);
+        return qf_whyf(QF_EINVAL, why, why_len, "'%.80s' is not a valid manifest name", name);
     char path[QF_MANIFEST_PATH_MAX];
     if ((size_t)snprintf(path, sizeof path, "%s/%s.yaml", dir, name) >= sizeof path) {
-        failf(why, why_len, "%.80s...: manifest folder path too long", dir);
+        qf_whyf(QF_EINVAL, why, why_len, "%.80s...: manifest folder path too long", dir);
         return QF_ETOOBIG;
     }
     char lwhy[QF_MANIFEST_PATH_MAX + 256];
     int err = qf_manifest_load(path, m, lwhy, sizeof lwhy);
     if (err == QF_ENOENT) {
-        failf(why, why_len, "no manifest named '%s' in %s (see `qfleet dataset list`)", name,
+        qf_whyf(QF_EINVAL, why, why_len, "no manifest named '%s' in %s (see `qfleet dataset list`)", name,
               dir);
         return QF_ENOENT;
     }
     if (err)
-        failf(why, why_len, "%s", lwhy);
+        qf_whyf(QF_EINVAL, why, why_len, "%s", lwhy);
     return err;
 }
 
@@ -704,7 +692,7 @@ int qf_manifest_list(const char *dir, qf_manifest **out, size_t *n, char *why, s
     DIR *d = opendir(dir);
     if (!d) {
         int e = errno;
-        failf(why, why_len, "%s: cannot open the manifest folder: %s", dir, strerror(e));
+        qf_whyf(QF_EINVAL, why, why_len, "%s: cannot open the manifest folder: %s", dir, strerror(e));
         return e == ENOENT ? QF_ENOENT : QF_EIO;
     }
     qf_manifest *v = NULL;
@@ -717,7 +705,7 @@ int qf_manifest_list(const char *dir, qf_manifest **out, size_t *n, char *why, s
             continue;
         if (cnt == QF_MANIFEST_MAX_COUNT) {
             err = QF_ETOOBIG;
-            failf(why, why_len, "%s: more than %d manifests", dir, QF_MANIFEST_MAX_COUNT);
+            qf_whyf(QF_EINVAL, why, why_len, "%s: more than %d manifests", dir, QF_MANIFEST_MAX_COUNT);
             break;
         }
         if (cnt == cap) {
@@ -725,7 +713,7 @@ int qf_manifest_list(const char *dir, qf_manifest **out, size_t *n, char *why, s
             qf_manifest *nv = realloc(v, ncap * sizeof *nv);
             if (!nv) {
                 err = QF_ENOMEM;
-                failf(why, why_len, "%s: out of memory", dir);
+                qf_whyf(QF_EINVAL, why, why_len, "%s: out of memory", dir);
                 break;
             }
             v = nv;
@@ -734,7 +722,7 @@ int qf_manifest_list(const char *dir, qf_manifest **out, size_t *n, char *why, s
         char path[QF_MANIFEST_PATH_MAX];
         if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= sizeof path) {
             err = QF_ETOOBIG;
-            failf(why, why_len, "%s/%.40s...: path too long", dir, e->d_name);
+            qf_whyf(QF_EINVAL, why, why_len, "%s/%.40s...: path too long", dir, e->d_name);
             break;
         }
         if ((err = qf_manifest_load(path, &v[cnt], why, why_len)) == 0)

@@ -404,8 +404,18 @@ static void rope(const qf_llama *m, float *v, int64_t n, int64_t nheads, int64_t
     }
 }
 
-static float f16_round(float v)
+/* v rounded to the nearest binary16 (ties to even), as a float: qf_fp16_to_fp32(qf_fp32_to_fp16(
+ * v)), with the common case, a normal half (2^-14 <= |v| < 65520), done on the bits: the
+ * attention rounds every accumulator element at every cached position. */
+static inline float f16_round(float v)
 {
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    if ((u & 0x7fffffffu) - 0x38800000u < 0x477ff000u - 0x38800000u) {
+        u = (u + 0xfffu + ((u >> 13) & 1u)) & ~0x1fffu;
+        memcpy(&v, &u, sizeof v);
+        return v;
+    }
     return qf_fp16_to_fp32(qf_fp32_to_fp16(v));
 }
 
@@ -477,8 +487,8 @@ static void attention(qf_llama *m, int64_t il, int64_t n, int64_t pos0)
                 } else {
                     p = expf(s - mx);
                 }
-                for (int64_t i = 0; i < hd; i++)
-                    acc[i] = f16_round(fmaf(v[i], p, acc[i]));
+                for (int64_t i = 0; i < hd; i++)   /* v * p is exact in double: a fused FMA */
+                    acc[i] = f16_round((float)((double)v[i] * p + acc[i]));
                 sum = sum * ms + p;
             }
             float *o = m->att + (t * h->n_head + head) * hd;

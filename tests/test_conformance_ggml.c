@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "ggml_peer.h"
+#include "ggml_test.h"
 #include "qf_formats.h"
 #include "qf_rng.h"
 #include "qf_synth.h"
@@ -96,17 +97,7 @@ static qf_ggml_vec_dot ggml_vec_dot(qf_format fmt)
 
 static bool have_ggml(void)
 {
-    if (g_ggml.base)
-        return true;
-    char why[1400];
-    if (qf_ggml_open(&g_ggml, NULL, QF_GGML_CPU_BASELINE, why, sizeof why) == 0)
-        return true;
-    const char *req = getenv("QF_REQUIRE_GGML");
-    if (req && strcmp(req, "1") == 0)
-        fail_msg("ggml reference required (QF_REQUIRE_GGML=1) but unavailable: %s", why);
-    fprintf(stderr, "\n*** SKIPPED: ggml reference not available: %s\n"
-                    "*** run `make test` (it fetches @node-llama-cpp/linux-x64 with npm)\n\n", why);
-    return false;
+    return ggml_ref_present(&g_ggml);
 }
 
 /* --- tests ------------------------------------------------------------------------------------ */

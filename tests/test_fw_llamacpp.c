@@ -34,6 +34,7 @@
 #include "qf_fetch.h"
 #include "qf_formats.h"
 #include "qf_framework.h"
+#include "fw_test.h"
 #include "qf_manifest.h"
 
 /* ggml quantizes the activation vector to its partner format and our reference does not, so
@@ -57,34 +58,13 @@ static double tolerance(const char *format)
 
 static qf_job_spec spec_of(const char *format, int64_t rows, int64_t cols, uint32_t threads)
 {
-    qf_job_spec s = { .rows = rows, .cols = cols, .reps = 3, .warmup = 1, .threads = threads,
-                      .seed = 42, .timeout_ms = 60000 };
-    snprintf(s.kind, sizeof s.kind, "framework");
-    snprintf(s.format, sizeof s.format, "%s", format);
-    snprintf(s.dataset, sizeof s.dataset, "synth:student-t");
-    snprintf(s.selector, sizeof s.selector, "backend=llamacpp");
-    return s;
+    return fw_spec(&qf_fw_llamacpp, format, rows, cols, threads);
 }
 
-/* True when ggml is here; otherwise fails under QF_REQUIRE_GGML=1 or says SKIPPED, with the
- * adapter's own reason. */
 static bool have_ggml(void)
 {
-    char version[QF_FRAMEWORK_VERSION_MAX] = "";
-    if (qf_fw_llamacpp.probe(version, sizeof version))
-        return true;
-    qf_job_spec s = spec_of("q4_0", 8, 256, 1);
-    qf_job_result r = { 0 };
-    assert_int_equal(qf_fw_llamacpp.run(&s, &r), 0);
-    assert_int_equal(r.status, QF_JOB_FAILED);
-    const char *req = getenv("QF_REQUIRE_GGML");
-    if (req && strcmp(req, "1") == 0)
-        fail_msg("ggml required (QF_REQUIRE_GGML=1) but unavailable: %s", r.error);
-    fprintf(stderr, "\n*** SKIPPED: ggml not available: %s\n"
-                    "*** run `make test` (it fetches @node-llama-cpp/linux-x64 with npm)\n\n",
-            r.error);
-    qf_job_result_clear(&r);
-    return false;
+    return fw_present(&qf_fw_llamacpp, "q4_0", "QF_REQUIRE_GGML",
+                      "run `make test` (it fetches @node-llama-cpp/linux-x64 with npm)");
 }
 
 static void check_run(const char *format, int64_t rows, int64_t cols, uint32_t threads)

@@ -31,36 +31,17 @@
 
 #include "qf_formats.h"
 #include "qf_framework.h"
+#include "fw_test.h"
 
 static qf_job_spec spec_of(const char *format, int64_t rows, int64_t cols, uint32_t threads)
 {
-    qf_job_spec s = { .rows = rows, .cols = cols, .reps = 3, .warmup = 1, .threads = threads,
-                      .seed = 42, .timeout_ms = 60000 };
-    snprintf(s.kind, sizeof s.kind, "framework");
-    snprintf(s.format, sizeof s.format, "%s", format);
-    snprintf(s.dataset, sizeof s.dataset, "synth:student-t");
-    snprintf(s.selector, sizeof s.selector, "backend=ort");
-    return s;
+    return fw_spec(&qf_fw_ort, format, rows, cols, threads);
 }
 
-/* True when ONNX Runtime is here; otherwise fails under QF_REQUIRE_ORT=1 or says SKIPPED,
- * with the adapter's own reason (run() reports why the library could not be used). */
 static bool have_ort(void)
 {
-    char version[QF_FRAMEWORK_VERSION_MAX] = "";
-    if (qf_fw_ort.probe(version, sizeof version))
-        return true;
-    qf_job_spec s = spec_of("f32", 8, 256, 1);
-    qf_job_result r = { 0 };
-    assert_int_equal(qf_fw_ort.run(&s, &r), 0);
-    assert_int_equal(r.status, QF_JOB_FAILED);
-    const char *req = getenv("QF_REQUIRE_ORT");
-    if (req && strcmp(req, "1") == 0)
-        fail_msg("ONNX Runtime required (QF_REQUIRE_ORT=1) but unavailable: %s", r.error);
-    fprintf(stderr, "\n*** SKIPPED: ONNX Runtime not available: %s\n"
-                    "*** run `make test` (it fetches onnxruntime-node with npm)\n\n", r.error);
-    qf_job_result_clear(&r);
-    return false;
+    return fw_present(&qf_fw_ort, "f32", "QF_REQUIRE_ORT",
+                      "run `make test` (it fetches onnxruntime-node with npm)");
 }
 
 static void check_run(const char *format, int64_t rows, int64_t cols, uint32_t threads,

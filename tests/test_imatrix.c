@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "ggml_peer.h"
+#include "ggml_test.h"
 #include "qf_err.h"
 #include "qf_formats.h"
 #include "qf_imatrix.h"
@@ -42,17 +43,7 @@ static void *xmalloc(size_t n)
 
 static bool have_ggml(void)
 {
-    if (g_ggml.base)
-        return true;
-    char why[1400];
-    if (qf_ggml_open(&g_ggml, NULL, QF_GGML_CPU_BASELINE, why, sizeof why) == 0)
-        return true;
-    const char *req = getenv("QF_REQUIRE_GGML");
-    if (req && strcmp(req, "1") == 0)
-        fail_msg("ggml reference required (QF_REQUIRE_GGML=1) but unavailable: %s", why);
-    fprintf(stderr, "\n*** SKIPPED: ggml reference not available: %s\n"
-                    "*** run `make test` (it fetches @node-llama-cpp/linux-x64 with npm)\n\n", why);
-    return false;
+    return ggml_ref_present(&g_ggml);
 }
 
 /* Importance vectors as llama-imatrix produces them, in three shapes: a smooth spread over
