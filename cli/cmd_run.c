@@ -164,12 +164,13 @@ static void print_summary(json_t *results, const qf_suite *suite, const qf_agent
     printf("\n%-19s %-12s %-11s %7s %12s %8s %9s %8s %8s %10s %9s  %s\n", "format", "op",
            "shape", "bpw", "bytes", "vs base", "GB/s", "speedup", "SNR dB", "NMSE", "cosine",
            "status");
-    bool evals = false;
+    bool evals = false, fws = false;
     for (i = 0; i < n; i++) {
         const row *w = &rows[i];
         if (!w->matched && strcmp(w->status, "cancelled") == 0)
             continue;   /* listed below as "not on this fleet" */
         evals |= strcmp(w->kind, "eval") == 0 && strcmp(w->status, "ok") == 0;
+        fws |= strcmp(w->kind, "framework") == 0;
         const row *b = baseline_of(rows, n, w);
         char shape[32], mem[16] = "-", speed[16] = "-", snr[16] = "-", nmse[16] = "-",
              cosv[16] = "-", gbps[16] = "-";
@@ -204,11 +205,14 @@ static void print_summary(json_t *results, const qf_suite *suite, const qf_agent
                sp->format[0] ? sp->format : "-", op, shape, "-", "-", "-", "-", "-", "-", "-",
                "-", "not on this fleet");
         absent++;
+        fws |= strcmp(sp->kind, "framework") == 0;
     }
     if (baseline && *baseline)
         printf("(memory and speed-up against %s on the same agent, op and shape; speed-up = "
                "baseline median time / format median time)\n", baseline);
-    printf("(fw:NAME rows ran in that framework, speed-up against its own unquantized format)\n");
+    if (fws)
+        printf("(fw:NAME rows ran in that framework, speed-up against its own unquantized "
+               "format)\n");
     if (absent)
         printf("(%zu jobs need a device or framework this machine does not have: \"not on this "
                "fleet\"; `qfleet status` on a fleet that has them)\n", absent);

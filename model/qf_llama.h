@@ -6,8 +6,9 @@
  * CPU. Every matrix product goes through the kernel table (qf_kernels.h, qf_matmul.h) in the
  * tensor's own format, so any format quantfleet supports runs, with the activations quantized
  * to the format's partner (q8_0, q8_1, q8_K) exactly as llama.cpp's CPU backend does; the
- * attention itself is plain f32 loops. The KV cache stores keys and values rounded to f16, as
- * llama.cpp's default cache does, so our logits can be compared with llama.cpp's closely.
+ * attention is plain loops that round as llama.cpp's default context does (an f16 KV cache,
+ * flash attention with Q and the value accumulator in f16), so our logits can be compared with
+ * llama.cpp's closely.
  *
  * The weights stay in the file's read-only mapping (qf_gguf): loading costs no copy. Not
  * thread-safe: one caller drives a model; the matrix products use the model's own pool.
