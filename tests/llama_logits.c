@@ -5,7 +5,9 @@
  *
  * Loads libllama from LIBDIR (the npm package @node-llama-cpp/linux-x64, scripts/fetch-ggml.sh)
  * with dlopen, evaluates the tokens one at a time (so every position's logits are the last
- * position's of one llama_decode call: no batch layout to build), and writes n x n_vocab raw
+ * position's of one llama_decode call: no batch layout to build) in a context with llama.cpp's
+ * default parameters (n_ctx 512, f16 KV cache, flash_attn "auto", which the CPU backend turns
+ * on: model/llama.c's attention follows that path), and writes n x n_vocab raw
  * floats to OUT.bin; --tokenize writes llama_tokenize's ids of the text (int32, no BOS, special
  * tokens not parsed) instead. A separate process because llama.cpp prints to stderr and may abort on a
  * bad file: the test reads the exit status. Exit codes: 0 ok, 2 usage, 3 library, 4 model.
