@@ -70,7 +70,7 @@ CROSS_DEB_PACKAGES = gcc-aarch64-linux-gnu qemu-user libcmocka-dev:arm64 libjans
 # (test_gguf then skips its ggml half and says so), and no arm64 OpenCL loader is installed.
 # test_gptq is built but not run: its ~40 small layers through OpenBLAS take over 10 minutes
 # under emulation (portable C and BLAS, no NEON code of ours to check).
-CROSS_SKIP = test_cli|test_fleet|test_faults|test_report|test_quantize|test_llama|test_tokenizer|test_eval|test_fetch|test_bench_kernels|test_deploy|test_conformance_ggml|test_opencl|test_cuda|test_fw_ort|test_gptq
+CROSS_SKIP = test_cli|test_fleet|test_faults|test_report|test_quantize|test_llama|test_tokenizer|test_eval|test_fetch|test_bench_kernels|test_bench_model|test_deploy|test_conformance_ggml|test_opencl|test_cuda|test_fw_ort|test_gptq
 
 .PHONY: fuzz fuzz-build fuzz-seeds soak cross-aarch64
 
