@@ -66,7 +66,7 @@ typedef struct row {
     double bpw, bytes, median_s, gbps, snr_db, nmse, cosine;
     bool   has_metrics;
     double ppl, ppl_base, kld, same_top, pp_tps, tg_tps;   /* eval jobs; NaN otherwise */
-    char   dataset[QF_JOB_DATASET_MAX], error[96];
+    char   dataset[QF_JOB_DATASET_MAX], error[QF_JOB_ERROR_MAX];
     bool   matched;              /* an agent of this fleet could take it */
 } row;
 
@@ -232,7 +232,8 @@ static void print_summary(json_t *results, const qf_suite *suite, const qf_agent
     for (i = 0; i < n; i++)
         if (strcmp(rows[i].status, "failed") == 0 || strcmp(rows[i].status, "timeout") == 0 ||
             strcmp(rows[i].status, "crashed") == 0)
-            printf("%s %s %s: %s\n", rows[i].status, rows[i].op, rows[i].format, rows[i].error);
+            printf("%s %s: %s\n", rows[i].op, rows[i].format, rows[i].error);  /* the store's
+                                                                          error names the status */
     free(rows);
 }
 
