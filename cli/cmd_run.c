@@ -229,11 +229,11 @@ static void print_summary(json_t *results, const qf_suite *suite, const qf_agent
                    100.0 * w->same_top, w->pp_tps, w->tg_tps);
         }
     }
+    /* why each failed job failed; the store's reason starts with the status */
     for (i = 0; i < n; i++)
         if (strcmp(rows[i].status, "failed") == 0 || strcmp(rows[i].status, "timeout") == 0 ||
             strcmp(rows[i].status, "crashed") == 0)
-            printf("%s %s: %s\n", rows[i].op, rows[i].format, rows[i].error);  /* the store's
-                                                                          error names the status */
+            printf("%s %s: %s\n", rows[i].op, rows[i].format, rows[i].error);
     free(rows);
 }
 
