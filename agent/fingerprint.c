@@ -45,7 +45,6 @@
 #include "qf_opencl.h"
 #endif
 
-
 /* Bounds that keep a pathological machine's fingerprint under the wire's 64 KiB limit. */
 #define MAX_NUMA_LISTED 256
 #define MAX_GPUS_LISTED 64

@@ -80,7 +80,6 @@ static bool probe(char *version, size_t version_len)
     return true;
 }
 
-
 /* ---- tensor jobs: one mul_mat in ggml's CPU backend ---------------------------------------- */
 
 /* warmup + reps computes of the graph of wq x x on threads threads: the timed ones into

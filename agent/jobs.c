@@ -31,7 +31,6 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,7 +91,6 @@ const qf_job_kind *qf_jobs_find(const char *name)
             return &k_kinds[i];
     return NULL;
 }
-
 
 /* ---- input identity ----------------------------------------------------------------------- */
 

@@ -12,7 +12,6 @@
 
 #include <assert.h>
 #include <ctype.h>
-#include <stdarg.h>
 #include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
