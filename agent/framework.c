@@ -64,10 +64,10 @@ bool qf_framework_runs(const qf_framework *fw, const char *format)
     return false;
 }
 
-int qf_framework_inputs(const qf_job_spec *spec, float **weights, float **x,
+int qf_framework_inputs(const qf_job_spec *spec, float **weights, float **x, char sha256[65],
                         char *why, size_t why_len)
 {
-    assert(spec && weights && x);
+    assert(spec && weights && x && sha256);
     *weights = NULL;
     *x = NULL;
     int err = qf_jobs_weights(spec, weights, why, why_len);
@@ -80,14 +80,16 @@ int qf_framework_inputs(const qf_job_spec *spec, float **weights, float **x,
         qf_whyf(0, why, why_len, "out of memory for %" PRId64 " activations", spec->cols);
         return QF_ENOMEM;
     }
-    if ((err = qf_measure_activations(spec->seed, 1, spec->cols, *x)) != 0) {
+    if ((err = qf_measure_activations(spec->seed, 1, spec->cols, *x)) != 0)
+        qf_whyf(0, why, why_len, "generating the activations: %s", qf_strerror(err));
+    else if ((err = qf_jobs_input_sha256(*weights, spec->rows * spec->cols, sha256)) != 0)
+        qf_whyf(0, why, why_len, "libsodium could not be initialized");
+    if (err) {
         free(*weights);
         free(*x);
         *weights = *x = NULL;
-        qf_whyf(0, why, why_len, "generating the activations: %s", qf_strerror(err));
-        return err;
     }
-    return 0;
+    return err;
 }
 
 int qf_framework_reference(const qf_job_spec *spec, const void *wq, const float *x, float *y,

@@ -134,7 +134,7 @@ static int run_tensor(const qf_job_spec *spec, qf_job_result *out)
         return qf_job_result_fail(out, NAME ": threads: %" PRIu32 " is too many", spec->threads);
     char why[QF_JOB_ERROR_MAX - 32], version[QF_FRAMEWORK_VERSION_MAX] = "";
     float *w = NULL, *x = NULL, *y = NULL, *yref = NULL;
-    int err = qf_framework_inputs(spec, &w, &x, why, sizeof why);
+    int err = qf_framework_inputs(spec, &w, &x, out->dataset_sha256, why, sizeof why);
     if (err)
         return qf_job_result_fail(out, NAME " %s: %s", spec->format, why);
     size_t bytes = qf_format_row_size(fmt, spec->cols) * (size_t)spec->rows;

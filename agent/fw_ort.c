@@ -757,7 +757,7 @@ static int run(const qf_job_spec *spec, qf_job_result *out)
     float *w = NULL, *x = NULL, *y = NULL, *yref = NULL;
     uint8_t *wq = NULL, *model = NULL;
     size_t model_len = 0;
-    int err = qf_framework_inputs(spec, &w, &x, why, sizeof why);
+    int err = qf_framework_inputs(spec, &w, &x, out->dataset_sha256, why, sizeof why);
     if (!err)
         err = model_build(spec, fmt, scheme, &w, &wq, &model, &model_len, why, sizeof why);
     y = malloc((size_t)spec->rows * sizeof *y);

@@ -102,8 +102,7 @@ static void sodium_init_once(void)
     g_sodium_rc = sodium_init();   /* 0 fresh, 1 already done, -1 failure */
 }
 
-/* Hex SHA-256 of n floats as little-endian binary32 bytes, the same on every host. */
-static int sha256_hex(const float *x, int64_t n, char hex[65])
+int qf_jobs_input_sha256(const float *x, int64_t n, char hex[65])
 {
     pthread_once(&g_sodium_once, sodium_init_once);
     if (g_sodium_rc < 0)
@@ -341,7 +340,7 @@ static int run_op(const qf_job_spec *spec, qf_bench_op op, qf_job_result *out)
 
     int64_t n;
     const float *x = qf_measure_input(m, &n);
-    if (sha256_hex(x, n, out->dataset_sha256) != 0) {
+    if (qf_jobs_input_sha256(x, n, out->dataset_sha256) != 0) {
         qf_measure_destroy(&m);
         return qf_job_result_fail(out, "%s %s: libsodium could not be initialized", spec->kind,
                       spec->format);

@@ -65,9 +65,10 @@ const qf_framework *qf_framework_of(const qf_job_spec *spec);
 
 /* The inputs every in-process adapter measures, the same for all of them and for our own
  * kernels: the weights (rows x cols, row-major) generated from the spec's dataset and seed as
- * the matvec job generates them, and the activation vector (cols) the measurement core uses.
- * Caller frees both. QF_EINVAL/QF_ENOMEM with a reason in why. */
-int qf_framework_inputs(const qf_job_spec *spec, float **weights, float **x,
+ * the matvec job generates them, and the activation vector (cols) the measurement core uses;
+ * sha256 gets the weights' hash as our own jobs report it (pass out->dataset_sha256).
+ * Caller frees both. QF_EINVAL/QF_ENOMEM/QF_EUNSUP with a reason in why. */
+int qf_framework_inputs(const qf_job_spec *spec, float **weights, float **x, char sha256[65],
                         char *why, size_t why_len);
 
 /* y = dequantize(W) x in double-accumulated f32: the reference a framework's output is

@@ -30,6 +30,11 @@ const qf_job_kind *qf_jobs_table(int *n);
  * a reason). Returns 0 when a result was produced (even a FAILED one), negative on misuse. */
 int qf_jobs_run(const qf_job_spec *spec, qf_job_result *out);
 
+/* Hex SHA-256 of n floats as little-endian binary32 bytes, the same on every host: a result's
+ * dataset_sha256, so two agents (or an agent and a framework) can prove they measured the same
+ * tensor. QF_EUNSUP if libsodium cannot start. */
+int qf_jobs_input_sha256(const float *x, int64_t n, char hex[65]);
+
 /* The weights a job measures: its dataset's tensor (fetched into the cache if needed) or the
  * generator's matrix for the spec's seed, rows x cols f32; caller frees *weights. The same
  * matrix quantize/dequantize/matvec measure. qf_err with a reason in why. */

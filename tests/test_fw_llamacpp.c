@@ -34,6 +34,7 @@
 #include "qf_fetch.h"
 #include "qf_formats.h"
 #include "qf_framework.h"
+#include "qf_jobs.h"
 #include "fw_test.h"
 #include "qf_manifest.h"
 
@@ -97,6 +98,17 @@ static void check_run(const char *format, int64_t rows, int64_t cols, uint32_t t
     assert_true(fabs(r.bpw - qf_format_bpw(f, cols)) < 1e-9);
     if (strncmp(r.kernel, "llamacpp-", 9) != 0 || strlen(r.kernel) < 10)
         fail_msg("kernel '%s', expected llamacpp-VERSION", r.kernel);
+    /* the same tensor as our own matvec job of the same spec: the same dataset_sha256 */
+    qf_job_spec ms = s;
+    snprintf(ms.kind, sizeof ms.kind, "matvec");
+    ms.selector[0] = '\0';
+    ms.reps = 1;
+    qf_job_result mr = { 0 };
+    assert_int_equal(qf_jobs_run(&ms, &mr), 0);
+    assert_int_equal(mr.status, QF_JOB_OK);
+    assert_int_equal(strlen(r.dataset_sha256), 64);
+    assert_string_equal(r.dataset_sha256, mr.dataset_sha256);
+    qf_job_result_clear(&mr);
     qf_job_result_clear(&r);
 }
 

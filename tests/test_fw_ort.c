@@ -69,6 +69,7 @@ static void check_run(const char *format, int64_t rows, int64_t cols, uint32_t t
     assert_int_equal(r.bytes, qf_format_row_size(fmt, cols) * (size_t)rows);
     assert_true(fabs(r.bpw - qf_format_bpw(fmt, cols)) < 1e-12);
     assert_int_equal(strncmp(r.kernel, "ort-", 4), 0);
+    assert_int_equal(strlen(r.dataset_sha256), 64);   /* the weights' hash, as our jobs give it */
     qf_job_result_clear(&r);
 }
 
