@@ -436,43 +436,6 @@ static int manifest_file(const char *ref, qf_manifest_kind want, char path[QF_FE
     return 0;
 }
 
-/* The whole of a text file, NUL-terminated (caller frees). */
-static int read_text(const char *path, char **out, size_t *len, char *why, size_t why_len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        qf_whyf(0, why, why_len, "cannot open the text %s", path);
-        return QF_ENOENT;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    size_t got;
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *b = cap < ((size_t)1 << 30) ? realloc(buf, 2 * cap + 1) : NULL;
-            if (!b) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = b;
-            cap *= 2;
-        }
-    }
-    bool bad = ferror(f);
-    fclose(f);
-    if (!buf || bad) {
-        free(buf);
-        qf_whyf(0, why, why_len, "%s: %s", path, bad ? "read error" : "out of memory (over 1 GiB?)");
-        return bad ? QF_EIO : QF_ENOMEM;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
 /* An eval job: the dataset's GGUF model as it is (the baseline) and quantized to the job's
  * format in memory (qf_llama_opts.requant: llama-quantize --pure's choice of tensors), both
  * run over the text's chunks (model/eval.c, as llama.cpp's perplexity tool: KLD, top-1, dp
@@ -517,7 +480,7 @@ static int run_eval(const qf_job_spec *spec, qf_job_result *out)
     if (!err)
         err = qf_tokenizer_new(qf_llama_gguf(m), &tok, why, sizeof why);
     if (!err)
-        err = read_text(text_path, &text, &len, why, sizeof why);
+        err = qf_eval_read_text(text_path, &text, &len, why, sizeof why);
     if (!err && (err = qf_tokenizer_encode(tok, text, len, false, &ids, &n)) != 0)
         qf_whyf(0, why, sizeof why, "tokenizing %s: %s", text_path, qf_strerror(err));
     if (!err) {

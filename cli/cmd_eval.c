@@ -127,36 +127,6 @@ static int parse(int argc, char **argv, eval_opts *o)
     return 0;
 }
 
-static int read_text(const char *path, char **out, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return qf_errorf(QF_ENOENT, "eval: cannot open --text %s", path);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    size_t got;
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n < cap)
-            continue;
-        char *nb = cap < ((size_t)1 << 30) ? realloc(buf, 2 * cap) : NULL;
-        if (!nb)
-            free(buf);          /* over 1 GiB, or no memory: refused below */
-        buf = nb;
-        cap *= 2;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (!buf || bad) {
-        free(buf);
-        return qf_errorf(bad ? QF_EIO : QF_ETOOBIG, "eval: --text %s: %s", path,
-                         bad ? "read error" : "over 1 GiB or out of memory");
-    }
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
 static void print_pcts(const char *what, const double *v)
 {
     printf("%s:", what);
@@ -273,7 +243,8 @@ int qf_cmd_eval(int argc, char **argv)
         qf_errorf(err, "eval: %s", why);
     size_t len = 0;
     if (!err)
-        err = read_text(o.text, &text, &len);
+        if ((err = qf_eval_read_text(o.text, &text, &len, why, sizeof why)))
+            qf_errorf(err, "eval: --text %s", why);
     if (!err && (err = qf_tokenizer_encode(tok, text, len, false, &ids, &n)))
         qf_errorf(err, "eval: tokenizing %s failed (%s)", o.text, qf_strerror(err));
     if (!err && o.baseline_logits && !(base_f = fopen(o.baseline_logits, "rb")))

@@ -329,3 +329,35 @@ int qf_eval_speed(qf_llama *m, int64_t n_pp, int64_t n_tg, int reps, double *pp_
     free(tg);
     return err;
 }
+
+int qf_eval_read_text(const char *path, char **out, size_t *len, char *why, size_t why_len)
+{
+    assert(path && out && len);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return qf_whyf(QF_ENOENT, why, why_len, "%s: cannot open", path);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    size_t got;
+    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n < cap)
+            continue;
+        char *nb = cap < ((size_t)1 << 30) ? realloc(buf, 2 * cap + 1) : NULL;
+        if (!nb)
+            free(buf);          /* over 1 GiB, or no memory: refused below */
+        buf = nb;
+        cap *= 2;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf || bad) {
+        free(buf);
+        return qf_whyf(bad ? QF_EIO : QF_ETOOBIG, why, why_len, "%s: %s", path,
+                       bad ? "read error" : "over 1 GiB or out of memory");
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return 0;
+}

@@ -61,6 +61,11 @@ int qf_eval_run(qf_llama *m, qf_llama *base, FILE *base_topk, FILE *save_topk,
                 const int32_t *tokens, int64_t n, const qf_eval_opts *o, qf_eval_result *out,
                 char *why, size_t why_len);
 
+/* The whole text file at path, NUL-terminated, into *out (caller frees; *len bytes before the
+ * NUL). QF_ENOENT (cannot open), QF_EIO (read error), QF_ETOOBIG (over 1 GiB or out of
+ * memory), with the path and the reason in why. Used by `qfleet eval` and the eval job. */
+int qf_eval_read_text(const char *path, char **out, size_t *len, char *why, size_t why_len);
+
 /* Speed as llama-bench measures it: pp = tokens/s of one forward of n_pp tokens from an empty
  * cache; tg = tokens/s of n_tg single-token forwards after it. reps >= 1 repetitions; the
  * medians. */
